@@ -1,0 +1,1 @@
+//! Cross-crate benchmarks for finn. Not built yet: the benchmark issue fills this crate.

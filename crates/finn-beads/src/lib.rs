@@ -1,0 +1,6 @@
+//! Work items (beads) as WAL events: issues.jsonl interop, ready queue, leased claims and run state.
+//!
+//! **Status: not built yet.** This crate is a placeholder in the finn workspace; its issue describes
+//! what it will hold. Nothing here is usable.
+//!
+//! Most users want the [`finn`](https://docs.rs/finn) facade.

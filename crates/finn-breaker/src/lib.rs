@@ -1,0 +1,6 @@
+//! A circuit breaker (closed / open / half-open) with an injectable clock and no background threads.
+//!
+//! **Status: not built yet.** This crate is a placeholder in the finn workspace; its issue describes
+//! what it will hold. Nothing here is usable.
+//!
+//! Most users want the [`finn`](https://docs.rs/finn) facade.

@@ -1,0 +1,6 @@
+//! Two-phase, signed, content-addressed checkpoints to any object store, WAL shipping and a git archive.
+//!
+//! **Status: not built yet.** This crate is a placeholder in the finn workspace; its issue describes
+//! what it will hold. Nothing here is usable.
+//!
+//! Most users want the [`finn`](https://docs.rs/finn) facade.
