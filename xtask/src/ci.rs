@@ -1,0 +1,26 @@
+//! `cargo xtask ci`: exactly what CI runs, in order of cost, failing at the first broken step.
+
+use anyhow::Result;
+
+use crate::{bench, deny, graph, shell, test};
+
+pub(crate) fn run() -> Result<()> {
+    shell::run(shell::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    graph::run()?;
+    shell::run(shell::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    deny::run()?;
+    test::run(&[])?;
+    shell::run(
+        shell::cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    bench::run(&["--quick".to_owned()])
+}
