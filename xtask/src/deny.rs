@@ -18,8 +18,9 @@ pub(crate) fn run() -> Result<()> {
         shell::run(shell::cargo().args(["install", "--locked", CARGO_DENY]))?;
     }
     unpack_advisory_db()?;
-    // `--offline` makes cargo-deny read the database in `db-path` without fetching it.
-    shell::run(shell::cargo().args(["deny", "--offline", "check"]))
+    // `--offline` makes cargo-deny read the database in `db-path` without fetching it; `-L info`
+    // prints each accepted advisory (`note[advisory-ignored]`) with the reason from deny.toml.
+    shell::run(shell::cargo().args(["deny", "--offline", "-L", "info", "check"]))
 }
 
 /// Unpacks the snapshot into the directory cargo-deny expects and makes it a git repository,
