@@ -19,9 +19,16 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     let mut cmd = shell::cargo();
     if nextest {
         // One process per test: fail points and crash tests are process-global.
-        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        cmd.args(["nextest", "run", "--no-fail-fast"]);
     } else {
-        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+        cmd.args(["test", "--no-fail-fast"]);
+    }
+    // `cargo xtask test -p finn-wal` narrows the run; without a package selection it is everything.
+    let selects_packages = extra
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package"));
+    if !selects_packages {
+        cmd.arg("--workspace");
     }
     cmd.args(extra)
         .env("FINN_XTASK", "1")

@@ -3,7 +3,7 @@
 
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{Error, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{Error, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 /// The S3 endpoint the xtask exported, or `None` (with the reason printed) under plain `cargo test`.
 fn endpoint() -> Option<String> {
