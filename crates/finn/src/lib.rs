@@ -3,8 +3,14 @@
 //!
 //! Every module below is its own crate; depend on that crate alone if it is all you need.
 //!
-//! **Status:** the facade re-exports the crates; the full-stack runtime is not built yet.
+//! **Status:** the facade re-exports the crates and holds the configuration; the full-stack runtime
+//! grows as the crates land.
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod prelude;
+
+pub use config::{Config, ConfigError};
 
 #[cfg(feature = "beads")]
 pub use finn_beads as beads;

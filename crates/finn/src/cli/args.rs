@@ -1,0 +1,362 @@
+//! The whole command-line surface: every command, flag and `--help` example lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// finn: crash-resilient state for AI-agent runtimes.
+#[derive(Debug, Parser)]
+#[command(
+    name = "finn",
+    version,
+    about = "Crash-resilient state for AI-agent runtimes: WAL, signed checkpoints, recovery cascade",
+    after_help = "Examples:\n  finn drill                      # disaster-recovery drill on embedded defaults\n  finn init --data-dir ./agent    # create a data directory with a signing key\n  finn --data-dir ./agent run     # run the full runtime until Ctrl-C\n  finn --data-dir ./agent status --json",
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Data directory (WAL, state, keys). Default: ./finn-data, or DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file. Default: <data-dir>/finn.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE", env = "FINN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output (one document on stdout) for read commands.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (repeat for more: -v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a data directory: config file, signing key, empty WAL.
+    #[command(after_help = "Example:\n  finn init --data-dir ./agent --store s3://my-bucket/agent")]
+    Init(InitArgs),
+    /// Run the full runtime in the foreground (recover, replay, schedule) until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  finn --data-dir ./agent run\n  RUST_LOG=debug finn --data-dir ./agent run"
+    )]
+    Run(RunArgs),
+    /// Show the state of a data directory: WAL, last checkpoint, recovery, health.
+    #[command(after_help = "Example:\n  finn --data-dir ./agent status --json")]
+    Status,
+    /// Health report with the anchors' aggregation rules (exit 0 healthy, 1 degraded or unhealthy).
+    #[command(after_help = "Example:\n  finn --data-dir ./agent health --json")]
+    Health,
+    /// Inspect and maintain the write-ahead log.
+    #[command(subcommand)]
+    Wal(WalCommand),
+    /// Create, list, verify and garbage-collect checkpoints in the object store.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+    /// Rebuild local state through the recovery cascade (object store → git → template).
+    #[command(
+        after_help = "Example:\n  finn --data-dir ./agent recover --dry-run --json\n  finn --data-dir ./agent recover"
+    )]
+    Recover(RecoverArgs),
+    /// Manage Ed25519 signing keys for checkpoint manifests.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Work items (beads): import/export issues.jsonl, ready queue, claims.
+    #[command(subcommand)]
+    Beads(BeadsCommand),
+    /// The compound learning store.
+    #[command(subcommand)]
+    Learnings(LearningsCommand),
+    /// Identity documents (BEAUVOIR.md).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Disaster-recovery drill: write, SIGKILL, wipe the data dir, recover, verify nothing acknowledged is lost.
+    #[command(
+        after_help = "Examples:\n  finn drill\n  finn drill --json --seed 42\n  finn drill --store s3://bucket/drill --endpoint http://127.0.0.1:5055 --allow-http"
+    )]
+    Drill(DrillArgs),
+    /// The drill's writer process (internal).
+    #[command(hide = true)]
+    DrillWriter(DrillWriterArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Object store URL for checkpoints (file:///dir, s3://bucket/prefix). Default: <data-dir>/objects.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Overwrite an existing config file (never an existing key or WAL).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecoverArgs {
+    /// Show what recovery would restore, without touching the data directory.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WalCommand {
+    /// Print records (LSN, kind, op, key, payload).
+    #[command(after_help = "Example:\n  finn wal dump --from 100 --limit 20 --json")]
+    Dump {
+        /// First LSN to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Print at most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Read every record and check every frame; exit 1 on damage.
+    #[command(after_help = "Example:\n  finn wal verify --json")]
+    Verify,
+    /// Segment count, sizes, LSN range, disk pressure.
+    #[command(after_help = "Example:\n  finn wal stats --json")]
+    Stats,
+    /// Fold keyed records to the latest value per key (needs the writer stopped).
+    #[command(after_help = "Example:\n  finn wal compact")]
+    Compact,
+    /// Delete whole segments at or below an LSN that is checkpointed (needs the writer stopped).
+    #[command(after_help = "Example:\n  finn wal prune --through 5000")]
+    Prune {
+        /// Prune through this LSN. It must be covered by a checkpoint and shipped.
+        #[arg(long, value_name = "LSN")]
+        through: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CheckpointCommand {
+    /// Checkpoint the data directory to the object store now.
+    #[command(after_help = "Example:\n  finn --data-dir ./agent checkpoint create")]
+    Create,
+    /// List checkpoints in the object store, newest first.
+    #[command(after_help = "Example:\n  finn --data-dir ./agent checkpoint list --json")]
+    List,
+    /// Download and verify a checkpoint (signature and every file's hash).
+    #[command(
+        after_help = "Example:\n  finn checkpoint verify          # the newest\n  finn checkpoint verify 01J…"
+    )]
+    Verify {
+        /// Checkpoint id; default: the newest.
+        id: Option<String>,
+    },
+    /// Delete checkpoints and shipped WAL batches beyond the retention policy.
+    #[command(after_help = "Example:\n  finn checkpoint gc --keep 5")]
+    Gc {
+        /// Keep this many newest checkpoints.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Generate an Ed25519 signing key (PEM, mode 0600).
+    #[command(after_help = "Example:\n  finn keys generate --out ./agent/keys/signing.pem")]
+    Generate {
+        /// Output file. Default: the configured signing key path.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Overwrite an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the key id (16 hex) and public key of a signing or public key file.
+    #[command(after_help = "Example:\n  finn keys id ./agent/keys/signing.pem --json")]
+    Id {
+        /// Key file. Default: the configured signing key.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BeadsCommand {
+    /// Import a beads issues.jsonl file into the WAL.
+    #[command(after_help = "Example:\n  finn beads import .beads/issues.jsonl")]
+    Import {
+        /// The issues.jsonl file.
+        file: PathBuf,
+    },
+    /// Export every bead as issues.jsonl (stdout, or a file).
+    #[command(after_help = "Example:\n  finn beads export --out issues.jsonl")]
+    Export {
+        /// Output file. Default: stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List beads that are ready to work on, highest priority first.
+    #[command(after_help = "Example:\n  finn beads ready --json")]
+    Ready,
+    /// Claim a bead for a worker with a time-limited lease.
+    #[command(after_help = "Example:\n  finn beads claim bd-12 --owner agent-1 --lease-secs 600")]
+    Claim {
+        /// Bead id.
+        id: String,
+        /// Who claims it.
+        #[arg(long)]
+        owner: String,
+        /// Lease length in seconds.
+        #[arg(long, default_value_t = 900)]
+        lease_secs: u64,
+    },
+    /// Release a claimed bead.
+    #[command(after_help = "Example:\n  finn beads release bd-12 --owner agent-1")]
+    Release {
+        /// Bead id.
+        id: String,
+        /// Who holds the claim.
+        #[arg(long)]
+        owner: String,
+    },
+    /// Show one bead.
+    #[command(after_help = "Example:\n  finn beads show bd-12 --json")]
+    Show {
+        /// Bead id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LearningsCommand {
+    /// Add a learning (it passes the quality gates or is rejected with the failing gate).
+    #[command(
+        after_help = "Example:\n  finn learnings add --trigger \"cargo test hangs\" --solution \"run with --test-threads=1 when tests share a port\""
+    )]
+    Add {
+        /// When this learning applies.
+        #[arg(long)]
+        trigger: String,
+        /// What to do.
+        #[arg(long)]
+        solution: String,
+        /// Optional context.
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// List learnings.
+    #[command(after_help = "Example:\n  finn learnings list --json")]
+    List,
+    /// Score a candidate learning against the quality gates without storing it.
+    #[command(
+        after_help = "Example:\n  finn learnings score --trigger \"…\" --solution \"…\" --json"
+    )]
+    Score {
+        /// When this learning applies.
+        #[arg(long)]
+        trigger: String,
+        /// What to do.
+        #[arg(long)]
+        solution: String,
+    },
+    /// Import learnings from a JSON file (an array, or the anchors' learnings.json).
+    #[command(after_help = "Example:\n  finn learnings import learnings.json")]
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Find learnings that match a situation.
+    #[command(after_help = "Example:\n  finn learnings match \"tests hang on CI\" --json")]
+    Match {
+        /// Free text describing the situation.
+        query: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Parse and validate an identity document; exit 1 if invalid.
+    #[command(after_help = "Example:\n  finn identity check BEAUVOIR.md --json")]
+    Check {
+        /// The document. Default: the configured identity path.
+        file: Option<PathBuf>,
+    },
+    /// Show the parsed document: sections, principles, boundaries, checksum.
+    #[command(after_help = "Example:\n  finn identity show BEAUVOIR.md --json")]
+    Show {
+        /// The document. Default: the configured identity path.
+        file: Option<PathBuf>,
+    },
+    /// Watch a document and print every validated change until Ctrl-C.
+    #[command(after_help = "Example:\n  finn identity watch BEAUVOIR.md")]
+    Watch {
+        /// The document. Default: the configured identity path.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrillArgs {
+    /// Object store standing in for the remote: default a local directory in the scratch dir;
+    /// `s3://bucket/prefix` for S3-compatible stores.
+    #[arg(long, value_name = "URL", env = "FINN_DRILL_STORE")]
+    pub store: Option<String>,
+    /// S3 endpoint (R2, MinIO, moto), e.g. http://127.0.0.1:5055.
+    #[arg(long, value_name = "URL", env = "R2_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// S3 access key id.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "R2_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "R2_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<String>,
+    /// S3 region.
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Allow a plain-http endpoint.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Random seed (kill moment and workload); printed in the report so a failure can be replayed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Kill the writer at a random moment between 25% and 100% of this many milliseconds.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub max_run_ms: u64,
+    /// Scratch directory (kept afterwards). Default: a fresh temporary directory, removed on success.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrillWriterArgs {
+    /// Data directory of the writer.
+    #[arg(long)]
+    pub writer_data: PathBuf,
+    /// Object store URL.
+    #[arg(long)]
+    pub writer_store: String,
+    /// Workload seed.
+    #[arg(long)]
+    pub seed: u64,
+    /// Checkpoint period in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub checkpoint_ms: u64,
+}
