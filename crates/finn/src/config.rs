@@ -279,10 +279,21 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        // A relative `data_dir` written in a file means "relative to that file", so a data
+        // directory holding its own `finn.toml` (`data_dir = "."`) can be moved as a whole.
+        let sets_data_dir = text
+            .parse::<toml::Table>()
+            .map(|t| t.contains_key("data_dir"))
+            .unwrap_or(false);
+        if sets_data_dir && config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or_else(|| Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
     }
 
     fn from_toml(text: &str) -> Result<Self, String> {
@@ -427,6 +438,16 @@ impl Config {
         } else {
             self.data_dir.join(path)
         }
+    }
+
+    /// The WAL directory: `<data_dir>/wal`.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    /// The directory of restored and derived state: `<data_dir>/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
     }
 
     /// The signing key file in effect.

@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "wal")]
+pub mod confirm;
 pub mod prelude;
 
 pub use config::{Config, ConfigError};

@@ -1,6 +1,11 @@
 //! Command implementations. `args` holds the surface; one module per command family.
 
 pub(crate) mod args;
+#[cfg(feature = "wal")]
+mod init;
+mod keys;
+#[cfg(feature = "wal")]
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,13 +125,21 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
-    let _ = ctx;
     match command {
+        #[cfg(feature = "wal")]
+        Command::Init(args) => init::init(ctx, args),
+        #[cfg(feature = "wal")]
+        Command::Status => init::status(ctx),
+        #[cfg(feature = "wal")]
+        Command::Wal(command) => wal::run(ctx, command),
+        #[cfg(not(feature = "wal"))]
         Command::Init(_) => Err(not_available("init", "finn-wal")),
-        Command::Run(_) => Err(not_available("run", "the full runtime")),
+        #[cfg(not(feature = "wal"))]
         Command::Status => Err(not_available("status", "finn-wal")),
-        Command::Health => Err(not_available("health", "finn-scheduler")),
+        #[cfg(not(feature = "wal"))]
         Command::Wal(_) => Err(not_available("wal", "finn-wal")),
+        Command::Run(_) => Err(not_available("run", "the full runtime")),
+        Command::Health => Err(not_available("health", "finn-scheduler")),
         Command::Checkpoint(_) => Err(not_available("checkpoint", "finn-checkpoint")),
         Command::Recover(_) => Err(not_available("recover", "finn-recovery")),
         Command::Keys(_) => Err(not_available("keys", "finn-checkpoint")),
