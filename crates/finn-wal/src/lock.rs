@@ -1,0 +1,72 @@
+//! The exclusive directory lock: an OS lock (`File::try_lock`, flock on Unix) held for the
+//! WAL's life, plus a pid file that only enriches the [`Error::Locked`] message.
+//!
+//! The OS lock is released by the kernel when the process dies, so a crashed writer never
+//! blocks the next one, and a pid that was reused by another process cannot fake a holder.
+//! A second opener in the same process gets its own open file description and is refused too.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+const LOCK_FILE: &str = "wal.lock";
+const PID_FILE: &str = "wal.pid";
+
+/// Holds the lock until dropped.
+#[derive(Debug)]
+#[must_use = "dropping the lock releases the WAL directory"]
+pub(crate) struct DirLock {
+    _file: File,
+    pid_path: PathBuf,
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, Error> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    pid: read_pid(dir),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let pid_path = dir.join(PID_FILE);
+        // Diagnostic only: a failure to write it must not stop the writer.
+        if let Err(e) =
+            crate::fs::write_atomic(&pid_path, std::process::id().to_string().as_bytes())
+        {
+            tracing::warn!(path = %pid_path.display(), error = %e, "could not write WAL pid file");
+        }
+        Ok(DirLock {
+            _file: file,
+            pid_path,
+        })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if read_pid_file(&self.pid_path) == Some(std::process::id()) {
+            let _ = std::fs::remove_file(&self.pid_path);
+        }
+    }
+}
+
+fn read_pid(dir: &Path) -> Option<u32> {
+    read_pid_file(&dir.join(PID_FILE))
+}
+
+fn read_pid_file(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}

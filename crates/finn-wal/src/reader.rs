@@ -1,0 +1,285 @@
+//! Streaming reads: a buffered frame reader over positioned reads, and [`Iter`].
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use crate::error::Corruption;
+use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc};
+use crate::segment::Segment;
+use crate::{Error, Record};
+
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What [`FrameReader::next_frame`] found.
+#[derive(Debug)]
+pub(crate) enum Next<'b> {
+    /// A frame whose CRC checks out.
+    Frame {
+        offset: u64,
+        len: u64,
+        body: &'b [u8],
+    },
+    /// A zero frame header or the read limit: no more frames.
+    End { offset: u64 },
+    /// A frame that fails its check.
+    Bad { offset: u64, kind: Corruption },
+}
+
+/// Reads frames sequentially through one reusable buffer (no per-frame allocation). It does not
+/// own the file so that it can live beside an `Arc<Segment>` in an iterator.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    limit: u64,
+    buf: Vec<u8>,
+    buf_pos: u64,
+    filled: usize,
+    pos: u64,
+}
+
+impl FrameReader {
+    /// A reader starting at `offset` that never reads at or past `limit`.
+    pub(crate) fn new(offset: u64, limit: u64) -> FrameReader {
+        FrameReader {
+            limit,
+            buf: vec![0u8; READ_CHUNK],
+            buf_pos: offset,
+            filled: 0,
+            pos: offset,
+        }
+    }
+
+    /// Offset of the next frame.
+    pub(crate) fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Continues at `offset` (drops buffered bytes unless they cover it).
+    pub(crate) fn seek(&mut self, offset: u64) {
+        if offset >= self.buf_pos && offset <= self.buf_pos + self.filled as u64 {
+            self.pos = offset;
+        } else {
+            self.pos = offset;
+            self.buf_pos = offset;
+            self.filled = 0;
+        }
+    }
+
+    /// Makes `[pos, pos + n)` available in the buffer as far as the limit and the file allow;
+    /// returns how many of those bytes are available.
+    fn ensure(&mut self, file: &File, n: usize) -> std::io::Result<usize> {
+        let in_file = self.limit.saturating_sub(self.pos);
+        let want = (n as u64).min(in_file) as usize;
+        let off = (self.pos - self.buf_pos) as usize;
+        if off + want <= self.filled {
+            return Ok(want);
+        }
+        self.buf.copy_within(off..self.filled, 0);
+        self.filled -= off;
+        self.buf_pos = self.pos;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        while self.filled < want {
+            let room = self.buf.len() - self.filled;
+            let left = self.limit - (self.buf_pos + self.filled as u64);
+            let max = (room as u64).min(left) as usize;
+            let r = file.read_at(
+                &mut self.buf[self.filled..self.filled + max],
+                self.buf_pos + self.filled as u64,
+            )?;
+            if r == 0 {
+                break;
+            }
+            self.filled += r;
+        }
+        Ok(want.min(self.filled))
+    }
+
+    fn window(&self, len: usize) -> &[u8] {
+        let off = (self.pos - self.buf_pos) as usize;
+        &self.buf[off..off + len]
+    }
+
+    /// Reads the next frame.
+    pub(crate) fn next_frame(&mut self, file: &File) -> std::io::Result<Next<'_>> {
+        let offset = self.pos;
+        let got = self.ensure(file, FRAME_HEADER_LEN)?;
+        if got < FRAME_HEADER_LEN {
+            return Ok(if self.window(got).iter().all(|&b| b == 0) {
+                Next::End { offset }
+            } else {
+                Next::Bad {
+                    offset,
+                    kind: Corruption::Truncated {
+                        expected: FRAME_HEADER_LEN as u64,
+                        available: got as u64,
+                    },
+                }
+            });
+        }
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        header.copy_from_slice(self.window(FRAME_HEADER_LEN));
+        let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if body_len == 0 {
+            return Ok(if header == [0u8; 8] {
+                Next::End { offset }
+            } else {
+                Next::Bad {
+                    offset,
+                    kind: Corruption::Malformed,
+                }
+            });
+        }
+        let available = self.limit.saturating_sub(offset + FRAME_HEADER_LEN as u64);
+        if body_len as u64 > available {
+            return Ok(Next::Bad {
+                offset,
+                kind: Corruption::Truncated {
+                    expected: body_len as u64,
+                    available,
+                },
+            });
+        }
+        let total = FRAME_HEADER_LEN + body_len;
+        let got = self.ensure(file, total)?;
+        if got < total {
+            return Ok(Next::Bad {
+                offset,
+                kind: Corruption::Truncated {
+                    expected: body_len as u64,
+                    available: got.saturating_sub(FRAME_HEADER_LEN) as u64,
+                },
+            });
+        }
+        let start = (self.pos - self.buf_pos) as usize;
+        let body = &self.buf[start + FRAME_HEADER_LEN..start + total];
+        if let Err(kind) = check_crc(&header, body) {
+            return Ok(Next::Bad { offset, kind });
+        }
+        self.pos += total as u64;
+        Ok(Next::Frame {
+            offset,
+            len: total as u64,
+            body,
+        })
+    }
+}
+
+/// Streaming iterator over records in LSN order, returned by
+/// [`Wal::iter_from`](crate::Wal::iter_from).
+///
+/// It holds the segments that existed when it was created; compaction or pruning running
+/// meanwhile does not disturb it (unlinked segments stay readable through open descriptors).
+/// Memory use is one read buffer plus the records of one frame.
+#[derive(Debug)]
+pub struct Iter<'a> {
+    segments: Vec<Arc<Segment>>,
+    next_segment: usize,
+    current: Option<(Arc<Segment>, FrameReader)>,
+    from: u64,
+    queue: VecDeque<Record>,
+    done: bool,
+    _wal: PhantomData<&'a ()>,
+}
+
+impl Iter<'_> {
+    pub(crate) fn new(segments: Vec<Arc<Segment>>, from: u64) -> Self {
+        // Skip whole segments that end before `from`.
+        let start = segments
+            .iter()
+            .position(|s| s.last_record().is_some_and(|last| last >= from))
+            .unwrap_or(segments.len());
+        Iter {
+            segments,
+            next_segment: start,
+            current: None,
+            from,
+            queue: VecDeque::new(),
+            done: false,
+            _wal: PhantomData,
+        }
+    }
+
+    fn fill(&mut self) -> Result<bool, Error> {
+        loop {
+            if self.current.is_none() {
+                let Some(seg) = self.segments.get(self.next_segment).cloned() else {
+                    return Ok(false);
+                };
+                self.next_segment += 1;
+                let start = seg.seek_hint(self.from);
+                let reader = FrameReader::new(start, seg.end());
+                self.current = Some((seg, reader));
+            }
+            let Some((seg, reader)) = self.current.as_mut() else {
+                return Ok(false);
+            };
+            if let Some(&(_, hole_end)) = seg.holes.iter().find(|h| h.0 == reader.pos()) {
+                reader.seek(hole_end);
+            }
+            let limit = reader.limit();
+            match reader
+                .next_frame(&seg.file)
+                .map_err(|e| Error::io(&seg.path, e))?
+            {
+                Next::Frame { offset, body, .. } => {
+                    let records = BodyRecords::parse(body)
+                        .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
+                    for r in records {
+                        if r.lsn >= self.from {
+                            self.queue.push_back(r.to_record());
+                        }
+                    }
+                    if !self.queue.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Next::End { offset } => {
+                    if offset < limit {
+                        return Err(Error::corrupt(
+                            &seg.path,
+                            offset,
+                            Corruption::Truncated {
+                                expected: limit - offset,
+                                available: 0,
+                            },
+                        ));
+                    }
+                    self.current = None;
+                }
+                Next::Bad { offset, kind } => return Err(Error::corrupt(&seg.path, offset, kind)),
+            }
+        }
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Record, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(r) = self.queue.pop_front() {
+            return Some(Ok(r));
+        }
+        if self.done {
+            return None;
+        }
+        match self.fill() {
+            Ok(true) => self.queue.pop_front().map(Ok),
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Segment files: naming, the 64-byte header, creation with preallocation, and the in-memory
+//! handle readers and the writer share.
+//!
+//! A segment is named `{first_lsn:020}.wal`, so the order of names is the order of LSNs. Its
+//! header (all integers little-endian):
+//!
+//! | offset | bytes | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `FINNWAL\0` |
+//! | 8 | 2 | format version (1) |
+//! | 10 | 2 | flags: bit 0 = written by compaction (sealed, never appended to) |
+//! | 12 | 4 | reserved, zero |
+//! | 16 | 8 | `first_lsn`: every record in the segment has an LSN at or above it |
+//! | 24 | 8 | `covers_through`: compacted segments only, the last LSN of the range they replaced |
+//! | 32 | 8 | creation time, Unix milliseconds |
+//! | 40 | 16 | `prev_ulid`: the largest ULID handed out before this segment was created |
+//! | 56 | 4 | reserved, zero |
+//! | 60 | 4 | CRC-32 of bytes 0..60 |
+//!
+//! Frames ([`crate::record`]) follow from byte 64. In a preallocated segment the unused rest is
+//! zeros, and a zero frame header marks the end.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ulid::Ulid;
+
+use crate::error::Corruption;
+use crate::fs::sync_dir;
+use crate::{Error, fs as wal_fs};
+
+/// Magic bytes at the start of every segment.
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"FINNWAL\0";
+/// Format version written by this crate; readers accept versions up to it.
+pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Bytes of the segment header.
+pub(crate) const HEADER_LEN: u64 = 64;
+/// Header flag: the segment was written by compaction.
+pub(crate) const FLAG_COMPACTED: u16 = 1;
+/// Suffix of segment files.
+pub(crate) const SEGMENT_SUFFIX: &str = ".wal";
+/// Suffix of files that are being created and are not yet part of the log.
+pub(crate) const TEMP_SUFFIX: &str = ".tmp";
+/// Spacing of the sparse in-memory index that `read` and `iter_from` seek with.
+const INDEX_SPACING: u64 = 16 * 1024;
+
+/// The decoded segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub(crate) flags: u16,
+    pub(crate) first_lsn: u64,
+    pub(crate) covers_through: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) prev_ulid: Ulid,
+}
+
+impl SegmentHeader {
+    pub(crate) fn is_compacted(&self) -> bool {
+        self.flags & FLAG_COMPACTED != 0
+    }
+
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN as usize] {
+        let mut b = [0u8; HEADER_LEN as usize];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[10..12].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.first_lsn.to_le_bytes());
+        b[24..32].copy_from_slice(&self.covers_through.to_le_bytes());
+        b[32..40].copy_from_slice(&self.created_ms.to_le_bytes());
+        b[40..56].copy_from_slice(&self.prev_ulid.to_bytes());
+        let crc = crc32fast::hash(&b[0..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, Corruption> {
+        if b.len() < HEADER_LEN as usize || b[0..8] != SEGMENT_MAGIC {
+            return Err(Corruption::BadHeader);
+        }
+        let stored = u32::from_le_bytes([b[60], b[61], b[62], b[63]]);
+        if crc32fast::hash(&b[0..60]) != stored {
+            return Err(Corruption::BadHeader);
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version == 0 || version > FORMAT_VERSION {
+            return Err(Corruption::UnsupportedVersion { version });
+        }
+        let u64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut ulid = [0u8; 16];
+        ulid.copy_from_slice(&b[40..56]);
+        Ok(SegmentHeader {
+            flags: u16::from_le_bytes([b[10], b[11]]),
+            first_lsn: u64_at(16),
+            covers_through: u64_at(24),
+            created_ms: u64_at(32),
+            prev_ulid: Ulid::from_bytes(ulid),
+        })
+    }
+}
+
+/// File name of the segment whose first LSN is `first_lsn`.
+pub(crate) fn segment_file_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}{SEGMENT_SUFFIX}")
+}
+
+/// Parses a segment file name back into its first LSN.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A segment as the running WAL knows it. Shared (`Arc`) between the writer, readers and
+/// maintenance; an unlinked segment stays readable through its open descriptor until the last
+/// reader drops it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) header: SegmentHeader,
+    /// Offset just past the last valid frame.
+    end: AtomicU64,
+    /// LSN of the first record, 0 if none.
+    first_record: AtomicU64,
+    /// LSN of the last record, 0 if none.
+    last_record: AtomicU64,
+    /// Sparse `(lsn of first record in frame, frame offset)` points, ascending.
+    index: Mutex<Vec<(u64, u64)>>,
+    /// Damaged byte ranges skipped by `SalvageAll` recovery; readers jump over them.
+    pub(crate) holes: Vec<(u64, u64)>,
+}
+
+impl Segment {
+    pub(crate) fn new(path: PathBuf, file: File, header: SegmentHeader) -> Segment {
+        Segment {
+            path,
+            file,
+            header,
+            end: AtomicU64::new(HEADER_LEN),
+            first_record: AtomicU64::new(0),
+            last_record: AtomicU64::new(0),
+            index: Mutex::new(Vec::new()),
+            holes: Vec::new(),
+        }
+    }
+
+    pub(crate) fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn first_record(&self) -> Option<u64> {
+        match self.first_record.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    pub(crate) fn last_record(&self) -> Option<u64> {
+        match self.last_record.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first_record().is_none()
+    }
+
+    /// Bytes of records held (header excluded).
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.end().saturating_sub(HEADER_LEN)
+    }
+
+    /// Records that a frame `[offset, new_end)` holding LSNs `first..=last` is now part of the
+    /// segment. Called in offset order.
+    pub(crate) fn note_frame(&self, offset: u64, new_end: u64, first: u64, last: u64) {
+        if self.first_record.load(Ordering::Relaxed) == 0 {
+            self.first_record.store(first, Ordering::Release);
+        }
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let due = index
+            .last()
+            .is_none_or(|&(_, at)| offset >= at + INDEX_SPACING);
+        if due {
+            index.push((first, offset));
+        }
+        drop(index);
+        self.last_record.store(last, Ordering::Release);
+        self.end.store(new_end, Ordering::Release);
+    }
+
+    /// Forgets every frame at or after `offset` (used by `truncate_after`).
+    pub(crate) fn cut(&self, offset: u64, last: Option<u64>) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        index.retain(|&(_, at)| at < offset);
+        drop(index);
+        self.last_record.store(last.unwrap_or(0), Ordering::Release);
+        if last.is_none() {
+            self.first_record.store(0, Ordering::Release);
+        }
+        self.end.store(offset, Ordering::Release);
+    }
+
+    /// The offset of a frame at or before the one holding `lsn`, to start a scan from.
+    pub(crate) fn seek_hint(&self, lsn: u64) -> u64 {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = index.partition_point(|&(first, _)| first <= lsn);
+        if pos == 0 {
+            HEADER_LEN
+        } else {
+            index[pos - 1].1
+        }
+    }
+}
+
+/// Reads and validates the header of an open segment file.
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader, Error> {
+    let mut b = [0u8; HEADER_LEN as usize];
+    match file.read_exact_at(&mut b, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::corrupt(path, 0, Corruption::BadHeader));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    SegmentHeader::decode(&b).map_err(|kind| Error::corrupt(path, 0, kind))
+}
+
+/// Creates segment `{first_lsn}.wal` durably: a temp file gets the header (and zeros up to
+/// `size` if `preallocate`), is synced, renamed into place, and the directory is synced.
+/// Returns the file opened for reading and writing.
+pub(crate) fn create_segment(
+    dir: &Path,
+    header: &SegmentHeader,
+    size: u64,
+    preallocate: bool,
+) -> Result<(PathBuf, File), Error> {
+    let name = segment_file_name(header.first_lsn);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
+    let result = (|| -> std::io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all_at(&header.encode(), 0)?;
+        if preallocate && size > HEADER_LEN {
+            zero_fill(&file, HEADER_LEN, size)?;
+        }
+        fail::fail_point!("wal::segment::create_sync", |_| Err(std::io::Error::other(
+            "fail point wal::segment::create_sync"
+        )));
+        file.sync_all()?;
+        Ok(file)
+    })();
+    let file = match result {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
+    };
+    fail::fail_point!("wal::segment::create_rename", |_| Err(Error::io(
+        &tmp,
+        std::io::Error::other("fail point wal::segment::create_rename")
+    )));
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok((path, file))
+}
+
+/// Writes zeros over `[from, to)`.
+pub(crate) fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const CHUNK: usize = 1024 * 1024;
+    let zeros = vec![0u8; CHUNK.min((to - from) as usize)];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(zeros.len());
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Deletes a file and syncs its directory.
+pub(crate) fn remove_durably(dir: &Path, path: &Path) -> Result<(), Error> {
+    std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_roundtrip_and_damage() {
+        let h = SegmentHeader {
+            flags: FLAG_COMPACTED,
+            first_lsn: 42,
+            covers_through: 99,
+            created_ms: 7,
+            prev_ulid: Ulid::from_parts(5, 6),
+        };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        for i in 0..b.len() {
+            let mut d = b;
+            d[i] ^= 0x10;
+            assert!(SegmentHeader::decode(&d).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn names_sort_by_lsn() {
+        assert_eq!(segment_file_name(12), "00000000000000000012.wal");
+        assert_eq!(parse_segment_name("00000000000000000012.wal"), Some(12));
+        assert_eq!(parse_segment_name("12.wal"), None);
+        assert_eq!(parse_segment_name("00000000000000000012.wal.tmp"), None);
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+}

@@ -1,0 +1,570 @@
+//! The append path: frame encoding into the active segment with `pwrite`, rotation, leader /
+//! follower group commit, poisoning, disk pressure, and the background thread that serves
+//! `Durability::Batch` deadlines and automatic compaction.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::compaction::KeyIndex;
+use crate::id::{UlidGen, now_ms};
+use crate::lock::DirLock;
+use crate::record::{FrameBuilder, RecordRef, batch_frame_len, single_frame_len};
+use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment, remove_durably};
+use crate::status::{Metrics, Pressure};
+use crate::{Durability, Error, NewRecord, Options, Record, error::PressureReason};
+
+/// How often free space is measured at most (statvfs is a syscall; appends are not).
+const FREE_SPACE_RECHECK: Duration = Duration::from_millis(250);
+
+/// State shared by every handle, reader and the background thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) read_only: bool,
+    /// Segments in LSN order; the last one is the active segment of a writable WAL.
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) writer: Mutex<WriterState>,
+    /// Signalled whenever a group-commit round ends.
+    pub(crate) synced: Condvar,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) last_lsn: AtomicU64,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) wal_bytes: AtomicU64,
+    pub(crate) metrics: Metrics,
+    pub(crate) keys: Mutex<KeyIndex>,
+    /// Serialises compaction, pruning, retention and truncation.
+    pub(crate) maintenance: Mutex<Maintenance>,
+    pub(crate) bg: Mutex<Background>,
+    pub(crate) bg_cv: Condvar,
+    pub(crate) _lock: Option<DirLock>,
+}
+
+/// State of maintenance operations.
+#[derive(Debug, Default)]
+pub(crate) struct Maintenance {
+    /// Highest LSN the caller confirmed as checkpointed (in memory: after a restart retention
+    /// knows less and deletes less, never more).
+    pub(crate) confirmed: u64,
+}
+
+/// Work for the background thread.
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    pub(crate) shutdown: bool,
+    pub(crate) flush_deadline: Option<Instant>,
+    pub(crate) compact: bool,
+    pub(crate) retention: bool,
+}
+
+/// Everything the append path mutates, under one mutex.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    pub(crate) active: Arc<Segment>,
+    pub(crate) capacity: u64,
+    pub(crate) write_offset: u64,
+    pub(crate) next_lsn: u64,
+    pub(crate) ulid: UlidGen,
+    /// Whether the next replicated record may leave a gap (empty WAL or after `advance_to`).
+    pub(crate) gap_allowed: bool,
+    /// A group-commit leader is inside fdatasync.
+    pub(crate) syncing: bool,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) free_bytes: Option<u64>,
+    pub(crate) free_checked: Option<Instant>,
+}
+
+/// The records of one frame.
+pub(crate) enum Input<'a> {
+    New(&'a [NewRecord]),
+    Replicated(&'a [Record]),
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::New(r) => r.len(),
+            Input::Replicated(r) => r.len(),
+        }
+    }
+
+    fn frame_len(&self) -> usize {
+        let records: usize = match self {
+            Input::New(r) => r.iter().map(NewRecord::encoded_len).sum(),
+            Input::Replicated(r) => r.iter().map(Record::encoded_len).sum(),
+        };
+        if self.len() == 1 {
+            single_frame_len(records)
+        } else {
+            batch_frame_len(records)
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn poison(&self, what: &str, path: &std::path::Path, error: &std::io::Error) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(path = %path.display(), %error, "{what} failed; WAL poisoned until reopen");
+        }
+    }
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Largest frame a fresh segment can hold.
+    pub(crate) fn max_frame(&self) -> u64 {
+        self.options.segment_size - HEADER_LEN
+    }
+
+    /// Appends one frame holding `input`; returns its first and last LSN.
+    pub(crate) fn append_frame(
+        &self,
+        input: Input<'_>,
+        durability: Durability,
+    ) -> Result<(u64, u64), Error> {
+        self.check_writable()?;
+        let frame_len = input.frame_len() as u64;
+        if frame_len > self.max_frame() {
+            return Err(Error::TooLarge {
+                what: if input.len() == 1 {
+                    "record frame"
+                } else {
+                    "batch frame"
+                },
+                len: frame_len,
+                max: self.max_frame(),
+            });
+        }
+        let mut w = self.lock_writer();
+        self.check_writable()?;
+        self.check_pressure(&mut w)?;
+
+        // Which LSNs the frame gets.
+        let first = match &input {
+            Input::New(_) => w.next_lsn,
+            Input::Replicated(records) => {
+                let first = records[0].lsn.get();
+                let ok = if w.gap_allowed {
+                    first >= w.next_lsn
+                } else {
+                    first == w.next_lsn
+                };
+                if !ok {
+                    return Err(Error::InvalidLsn {
+                        lsn: records[0].lsn,
+                        reason: if first < w.next_lsn {
+                            "replicated records must follow the last LSN"
+                        } else {
+                            "replicated records may only leave a gap into an empty WAL or after advance_to"
+                        },
+                    });
+                }
+                first
+            }
+        };
+
+        if w.write_offset + frame_len > w.capacity || self.segment_too_old(&w) {
+            self.rotate(&mut w, first)?;
+        }
+
+        // Encode.
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let count = input.len();
+        let builder = FrameBuilder::begin(&mut buf, (count > 1).then_some(count as u32));
+        let mut last = first;
+        match &input {
+            Input::New(records) => {
+                let now = now_ms();
+                for (i, r) in records.iter().enumerate() {
+                    let Some(id) = w.ulid.next(now) else {
+                        w.buf = buf;
+                        return Err(Error::InvalidRecord {
+                            reason: "ULID space exhausted",
+                        });
+                    };
+                    last = first + i as u64;
+                    builder.push(
+                        &mut buf,
+                        &RecordRef {
+                            lsn: last,
+                            id,
+                            timestamp_ms: id.timestamp_ms(),
+                            kind: r.kind,
+                            op: r.op,
+                            key: r.key.as_deref(),
+                            payload: &r.payload,
+                        },
+                    );
+                }
+            }
+            Input::Replicated(records) => {
+                for r in records.iter() {
+                    w.ulid.observe(r.id);
+                    last = r.lsn.get();
+                    builder.push(&mut buf, &r.as_ref());
+                }
+            }
+        }
+        builder.finish(&mut buf);
+        debug_assert_eq!(buf.len() as u64, frame_len);
+
+        // Write.
+        let offset = w.write_offset;
+        let active = Arc::clone(&w.active);
+        let written = (|| {
+            fail::fail_point!("wal::writer::write", |_| Err(std::io::Error::other(
+                "fail point wal::writer::write"
+            )));
+            active.file.write_all_at(&buf, offset)
+        })();
+        if let Err(e) = written {
+            w.buf = buf;
+            self.poison("write", &active.path, &e);
+            return Err(Error::io(&active.path, e));
+        }
+        active.note_frame(offset, offset + frame_len, first, last);
+        w.write_offset += frame_len;
+        w.next_lsn = last + 1;
+        w.gap_allowed = false;
+        self.last_lsn.store(last, Ordering::Release);
+        self.wal_bytes.fetch_add(frame_len, Ordering::Relaxed);
+        Metrics::add(&self.metrics.appends, count as u64);
+        Metrics::add(&self.metrics.bytes_written, frame_len);
+
+        // Key index for compaction.
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let mut observe = |r: RecordRef<'_>| {
+                if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =
+                    (r.op, r.key, r.kind.code())
+                {
+                    keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                }
+            };
+            if let Ok(records) = crate::record::BodyRecords::parse(&buf[8..]) {
+                records.for_each(&mut observe);
+            }
+        }
+        w.buf = buf;
+
+        match durability {
+            Durability::None => Ok((first, last)),
+            Durability::Batch { max_delay } => {
+                drop(w);
+                self.schedule_flush(max_delay);
+                Ok((first, last))
+            }
+            Durability::Sync => {
+                self.wait_durable(w, last)?;
+                Ok((first, last))
+            }
+        }
+    }
+
+    fn segment_too_old(&self, w: &WriterState) -> bool {
+        match self.options.max_segment_age {
+            Some(age) if !w.active.is_empty() => {
+                now_ms().saturating_sub(w.active.header.created_ms) >= age.as_millis() as u64
+            }
+            _ => false,
+        }
+    }
+
+    /// Leader / follower group commit: returns once `durable_lsn >= target`. The first waiter
+    /// to find no sync in progress becomes leader, syncs everything written so far outside the
+    /// lock and wakes the others; whoever arrives meanwhile is covered by the next round.
+    pub(crate) fn wait_durable<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, WriterState>,
+        target: u64,
+    ) -> Result<u64, Error> {
+        loop {
+            let durable = self.durable_lsn.load(Ordering::Acquire);
+            if durable >= target {
+                return Ok(durable);
+            }
+            if self.is_poisoned() {
+                return Err(Error::Poisoned);
+            }
+            if w.syncing {
+                w = self.synced.wait(w).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            w.syncing = true;
+            let segment = Arc::clone(&w.active);
+            let upto = self.last_lsn.load(Ordering::Acquire);
+            drop(w);
+            let result = sync_data(&segment);
+            w = self.lock_writer();
+            w.syncing = false;
+            match result {
+                Ok(()) => {
+                    let before = self.durable_lsn.fetch_max(upto, Ordering::AcqRel);
+                    Metrics::add(&self.metrics.syncs, 1);
+                    Metrics::add(&self.metrics.synced_records, upto.saturating_sub(before));
+                    self.synced.notify_all();
+                }
+                Err(e) => {
+                    self.poison("fdatasync", &segment.path, &e);
+                    self.synced.notify_all();
+                    return Err(Error::io(&segment.path, e));
+                }
+            }
+        }
+    }
+
+    /// Seals the active segment (its data made durable, its unused preallocation trimmed) and
+    /// starts a new one whose first LSN is `first_lsn`.
+    pub(crate) fn rotate(&self, w: &mut WriterState, first_lsn: u64) -> Result<(), Error> {
+        let old = Arc::clone(&w.active);
+        let last = self.last_lsn.load(Ordering::Acquire);
+        if !old.is_empty() && self.durable_lsn.load(Ordering::Acquire) < last {
+            if let Err(e) = sync_data(&old) {
+                self.poison("fdatasync", &old.path, &e);
+                return Err(Error::io(&old.path, e));
+            }
+            let before = self.durable_lsn.fetch_max(last, Ordering::AcqRel);
+            Metrics::add(&self.metrics.syncs, 1);
+            Metrics::add(&self.metrics.synced_records, last.saturating_sub(before));
+            self.synced.notify_all();
+        }
+        let header = SegmentHeader {
+            flags: 0,
+            first_lsn,
+            covers_through: 0,
+            created_ms: now_ms(),
+            prev_ulid: w.ulid.last(),
+        };
+        let replaces_old = old.is_empty() && old.header.first_lsn == first_lsn;
+        let (path, file) = create_segment(
+            &self.dir,
+            &header,
+            self.options.segment_size,
+            self.options.preallocate,
+        )
+        .inspect_err(|e| {
+            if let Error::Io { path, source } = e {
+                self.poison("segment creation", path, source);
+            }
+        })?;
+        if !old.is_empty() && old.end() < w.capacity {
+            // Give back the unused preallocation of the sealed segment. Not synced: if the
+            // trim is lost the file just keeps trailing zeros, which read as the end.
+            if let Err(e) = old.file.set_len(old.end()) {
+                tracing::debug!(path = %old.path.display(), error = %e, "could not trim sealed segment");
+            }
+        }
+        let segment = Arc::new(Segment::new(path, file, header));
+        {
+            let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            if replaces_old {
+                segments.pop();
+            }
+            segments.push(Arc::clone(&segment));
+        }
+        if old.is_empty() && !replaces_old {
+            // An empty segment before an advance_to gap holds nothing the new header does not.
+            {
+                let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
+                segments.retain(|s| !Arc::ptr_eq(s, &old));
+            }
+            remove_durably(&self.dir, &old.path)?;
+        }
+        w.active = segment;
+        w.capacity = self.options.segment_size.max(HEADER_LEN);
+        w.write_offset = HEADER_LEN;
+        if !self.options.preallocate {
+            w.capacity = self.options.segment_size;
+        }
+        self.request_background_after_rotation();
+        Ok(())
+    }
+
+    fn request_background_after_rotation(&self) {
+        let compact = self.options.auto_compact && self.compaction_due();
+        let retention = self.options.retention.is_enabled();
+        if compact || retention {
+            let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
+            bg.compact |= compact;
+            bg.retention |= retention;
+            self.bg_cv.notify_all();
+        }
+    }
+
+    /// Whether enough superseded bytes accumulated to make compaction worth its cost.
+    pub(crate) fn compaction_due(&self) -> bool {
+        let garbage = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .garbage_bytes();
+        let total = self.wal_bytes.load(Ordering::Relaxed).max(1);
+        let ratio = garbage as f64 / total as f64;
+        let pressure = Pressure::of_size(
+            total,
+            self.options.wal_size_warning,
+            self.options.wal_size_critical,
+        );
+        if pressure >= Pressure::Warning {
+            // Under pressure, compact as soon as an eighth of the log is garbage.
+            return garbage > 0 && ratio >= self.options.compaction_garbage_ratio.min(0.125);
+        }
+        garbage >= self.options.compaction_min_bytes
+            && ratio >= self.options.compaction_garbage_ratio
+    }
+
+    fn check_pressure(&self, w: &mut WriterState) -> Result<(), Error> {
+        let wal_bytes = self.wal_bytes.load(Ordering::Relaxed);
+        if wal_bytes >= self.options.wal_size_critical {
+            return Err(Error::DiskPressureCritical {
+                reason: PressureReason::WalSize,
+                wal_bytes,
+                free_bytes: w.free_bytes,
+            });
+        }
+        let stale = w
+            .free_checked
+            .is_none_or(|t| t.elapsed() >= FREE_SPACE_RECHECK);
+        if stale {
+            w.free_bytes = free_space(&self.dir);
+            w.free_checked = Some(Instant::now());
+            let level = self.pressure_of(wal_bytes, w.free_bytes);
+            if level == Pressure::Warning && self.options.auto_compact && self.compaction_due() {
+                let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
+                bg.compact = true;
+                self.bg_cv.notify_all();
+            }
+        }
+        if let Some(free) = w.free_bytes
+            && free <= self.options.free_space_critical
+        {
+            return Err(Error::DiskPressureCritical {
+                reason: PressureReason::FreeSpace,
+                wal_bytes,
+                free_bytes: Some(free),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pressure_of(&self, wal_bytes: u64, free: Option<u64>) -> Pressure {
+        let by_size = Pressure::of_size(
+            wal_bytes,
+            self.options.wal_size_warning,
+            self.options.wal_size_critical,
+        );
+        let by_free = free.map_or(Pressure::Normal, |f| {
+            Pressure::of_free_space(
+                f,
+                self.options.free_space_warning,
+                self.options.free_space_critical,
+            )
+        });
+        by_size.max(by_free)
+    }
+
+    fn schedule_flush(&self, max_delay: Duration) {
+        let deadline = Instant::now() + max_delay;
+        let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
+        let sooner = bg.flush_deadline.is_none_or(|d| deadline < d);
+        if sooner {
+            bg.flush_deadline = Some(deadline);
+            self.bg_cv.notify_all();
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    pub(crate) fn sync(&self) -> Result<u64, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let w = self.lock_writer();
+        let target = self.last_lsn.load(Ordering::Acquire);
+        self.wait_durable(w, target)
+    }
+}
+
+/// fdatasync with a fail point in front of it.
+fn sync_data(segment: &Segment) -> std::io::Result<()> {
+    fail::fail_point!("wal::writer::sync_data", |_| Err(std::io::Error::other(
+        "fail point wal::writer::sync_data"
+    )));
+    segment.file.sync_data()
+}
+
+/// Free bytes available to unprivileged users (`f_bavail`, not `f_bfree`).
+pub(crate) fn free_space(dir: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Body of the background thread: `Batch` flush deadlines, automatic compaction, retention.
+pub(crate) fn background_loop(inner: Arc<Inner>) {
+    loop {
+        let mut bg = inner.bg.lock().unwrap_or_else(|e| e.into_inner());
+        let (flush, compact, retention) = loop {
+            if bg.shutdown {
+                return;
+            }
+            let now = Instant::now();
+            let flush = bg.flush_deadline.is_some_and(|d| d <= now);
+            if flush || bg.compact || bg.retention {
+                if flush {
+                    bg.flush_deadline = None;
+                }
+                let work = (flush, bg.compact, bg.retention);
+                bg.compact = false;
+                bg.retention = false;
+                break work;
+            }
+            bg = match bg.flush_deadline {
+                Some(d) => {
+                    inner
+                        .bg_cv
+                        .wait_timeout(bg, d.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => inner.bg_cv.wait(bg).unwrap_or_else(|e| e.into_inner()),
+            };
+        };
+        drop(bg);
+        if flush
+            && !inner.is_poisoned()
+            && let Err(e) = inner.sync()
+        {
+            tracing::error!(error = %e, "background flush failed");
+        }
+        if compact
+            && !inner.is_poisoned()
+            && let Err(e) = crate::compaction::compact(&inner)
+        {
+            tracing::error!(error = %e, "automatic compaction failed");
+        }
+        if retention
+            && !inner.is_poisoned()
+            && let Err(e) = crate::prune::apply_retention(&inner)
+        {
+            tracing::error!(error = %e, "retention failed");
+        }
+    }
+}
