@@ -1,6 +1,37 @@
 //! Two-phase, signed, content-addressed checkpoints to any object store, WAL shipping and a git archive.
-//!
-//! **Status: not built yet.** This crate is a placeholder in the finn workspace; its issue describes
-//! what it will hold. Nothing here is usable.
-//!
-//! Most users want the [`finn`](https://docs.rs/finn) facade.
+
+mod checkpoint;
+pub mod codec;
+mod error;
+pub mod fault;
+mod gc;
+mod layout;
+mod lease;
+pub mod manifest;
+mod path;
+mod read;
+mod remote;
+mod sign;
+mod store;
+mod upload;
+mod wal_shim;
+
+pub use checkpoint::{
+    CheckpointReport, Checkpointer, CheckpointerOptions, HighWater, LineageMode, publish,
+};
+pub use codec::{Codec, Compression};
+pub use error::{Error, RemoteFailure, RemoteOp};
+pub use gc::GcReport;
+pub use layout::BatchName;
+pub use lease::{DEFAULT_LEASE_TTL, Fences, Seal, Takeover};
+pub use manifest::{
+    ContentHash, FileEntry, LineageId, Manifest, ManifestDefect, ManifestHash, ManifestLink,
+    ManifestRejection, ParentLink, SignedManifest,
+};
+pub use path::{CheckpointPath, PathDefect};
+pub use read::{ChainCheck, FetchReport, Reader, VerifiedManifest, VersionEntry};
+pub use remote::{DEFAULT_TIMEOUT, Remote, RemoteOptions, default_breaker};
+pub use sign::{KeyError, KeyId, Keyring, SecretPem, SignatureError, SigningKey, VerifyingKey};
+pub use store::{StoreOptions, open_store};
+pub use upload::{CheckpointInput, FileSource};
+pub use wal_shim::Lsn;

@@ -1,0 +1,10 @@
+//! Integration tests of finn-checkpoint: one binary, one module per concern.
+
+mod faults;
+mod fencing;
+mod incremental;
+mod lineage;
+mod protocol;
+mod race;
+mod tamper;
+mod util;
