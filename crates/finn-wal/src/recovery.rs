@@ -120,8 +120,12 @@ enum Action {
     Skip,
 }
 
-fn on_damage(mode: RecoveryMode, newest_segment: bool) -> Action {
-    match (mode, newest_segment) {
+///
+/// A damaged frame counts as a torn tail only if it is in the newest segment and no valid frame
+/// with a following LSN comes after it: a crash mid-append can only damage what was never made
+/// durable, and anything durable after the damage means the damage is not a torn tail.
+fn on_damage(mode: RecoveryMode, newest_segment: bool, valid_after: bool) -> Action {
+    match (mode, newest_segment && !valid_after) {
         (RecoveryMode::AbsoluteConsistency, _) | (RecoveryMode::TolerateTornTail, false) => {
             Action::Fail
         }
@@ -230,7 +234,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             &mut max_ulid,
         )?;
         for damage in outcome.damages {
-            let action = on_damage(mode, newest);
+            let action = on_damage(mode, newest, damage.valid_after);
             match action {
                 Action::Fail => {
                     return Err(Error::corrupt(&segment.path, damage.offset, damage.cause));
@@ -361,6 +365,8 @@ struct Damage {
     offset: u64,
     len: u64,
     cause: Corruption,
+    /// A valid frame with a following LSN exists after the damaged bytes.
+    valid_after: bool,
 }
 
 struct ScanOutcome {
@@ -369,9 +375,9 @@ struct ScanOutcome {
     damages: Vec<Damage>,
 }
 
-/// Scans one segment, registering valid frames on it. Damage is returned, not acted on; after
-/// the first damage only `SalvageAll` resynchronises on the next valid frame; the other modes
-/// stop there.
+/// Scans one segment, registering valid frames on it. Damage is returned, not acted on. After
+/// a damage the scan looks for the next valid frame: `SalvageAll` continues from there, the
+/// other modes stop and only note whether one exists.
 fn scan_segment(
     segment: &mut Segment,
     salvage: bool,
@@ -426,28 +432,25 @@ fn scan_segment(
         };
         // Resynchronise (salvage only): the next offset where a frame with a following LSN
         // checks out. Other modes accept nothing after the first damage.
-        let resume = if salvage {
-            resync(
-                &segment.file,
-                offset,
-                file_len,
-                *prev_lsn,
-                lower,
-                next_bound,
-            )
-            .map_err(|e| Error::io(&segment.path, e))?
-        } else {
-            None
-        };
+        let resume = resync(
+            &segment.file,
+            offset,
+            file_len,
+            *prev_lsn,
+            lower,
+            next_bound,
+        )
+        .map_err(|e| Error::io(&segment.path, e))?;
         let end = resume.unwrap_or(file_len);
         outcome.damages.push(Damage {
             offset,
             len: end - offset,
             cause,
+            valid_after: resume.is_some(),
         });
         match resume {
-            Some(at) => reader.seek(at),
-            None => break,
+            Some(at) if salvage => reader.seek(at),
+            _ => break,
         }
     }
     Ok(outcome)
@@ -494,8 +497,9 @@ fn resync(
         let mut header = [0u8; 8];
         header.copy_from_slice(&rest[p..p + 8]);
         let body = &rest[p + 8..p + 8 + len];
-        if crate::record::check_crc(&header, body).is_ok()
-            && check_body(body, prev_lsn, lower, next_bound).is_ok()
+        // The structural check first: it rejects random bytes far more cheaply than a CRC.
+        if check_body(body, prev_lsn, lower, next_bound).is_ok()
+            && crate::record::check_crc(&header, body).is_ok()
         {
             return Ok(Some(from + p as u64));
         }

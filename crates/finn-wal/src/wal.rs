@@ -69,19 +69,15 @@ impl Wal {
             field: "dir",
             reason: "no active segment could be created",
         })?;
+        // A reused segment may be longer (the option shrank) or shorter (it grew, or the
+        // segment was sealed and trimmed) than `segment_size`; writing past the end of a
+        // preallocated file is correct, just slower.
         let capacity = active
             .file
             .metadata()
             .map_err(|e| Error::io(&active.path, e))?
             .len()
             .max(options.segment_size);
-        let capacity = if options.preallocate {
-            // A preallocated file may be shorter than `segment_size` only if the option grew;
-            // writing past its end is fine, just slower.
-            capacity
-        } else {
-            capacity.max(options.segment_size)
-        };
         let write_offset = active.end().max(HEADER_LEN);
         ulid.observe(recovered.max_ulid);
         let wal_bytes = segments.iter().map(|s| s.data_bytes()).sum();
@@ -383,6 +379,19 @@ impl Wal {
         w.next_lsn = next.get();
         w.gap_allowed = true;
         Ok(())
+    }
+
+    /// Seals the active segment (if it holds a record) and starts a new one, as reaching
+    /// [`Options::segment_size`] or [`Options::max_segment_age`] does. Useful before shipping
+    /// or pruning whole segments.
+    pub fn rotate(&self) -> Result<(), Error> {
+        self.inner.check_writable()?;
+        let mut w = self.inner.lock_writer();
+        if w.active.is_empty() {
+            return Ok(());
+        }
+        let next = w.next_lsn;
+        self.inner.rotate(&mut w, next)
     }
 
     /// Removes every record with an LSN above `lsn` (for example a conflicting suffix). The

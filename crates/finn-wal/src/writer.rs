@@ -390,11 +390,8 @@ impl Inner {
             remove_durably(&self.dir, &old.path)?;
         }
         w.active = segment;
-        w.capacity = self.options.segment_size.max(HEADER_LEN);
+        w.capacity = self.options.segment_size;
         w.write_offset = HEADER_LEN;
-        if !self.options.preallocate {
-            w.capacity = self.options.segment_size;
-        }
         self.request_background_after_rotation();
         Ok(())
     }
