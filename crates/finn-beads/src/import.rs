@@ -1,0 +1,247 @@
+//! Importing `issues.jsonl`: an upsert merge that never lets older data overwrite newer data.
+//!
+//! For each incoming bead:
+//! - unknown id → created;
+//! - incoming `updated_at` later than the local one → the incoming record replaces the local one;
+//! - incoming `updated_at` earlier → skipped and reported ([`SkippedOlder`]): a stale export
+//!   re-imported after newer changes loses nothing;
+//! - same instant and same content → unchanged; same instant, different content → the local
+//!   record is kept and the id is reported as a conflict.
+//!
+//! Non-issue records (memories, ...) are upserted by key. The whole file is parsed and checked
+//! before anything is written, so a malformed line aborts the import with nothing applied.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::bead::{Bead, Status};
+use crate::error::Error;
+use crate::jsonl::{Line, Reader};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+use crate::tx::Tx;
+
+/// Records per WAL batch during an import.
+pub const IMPORT_CHUNK: usize = 8192;
+
+/// Import options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Report what would change without writing anything.
+    pub dry_run: bool,
+}
+
+/// An incoming bead skipped because the local one is newer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedOlder {
+    /// Bead id.
+    pub id: String,
+    /// Local `updated_at`.
+    pub local: Option<Timestamp>,
+    /// Incoming `updated_at`.
+    pub incoming: Option<Timestamp>,
+}
+
+/// What an import did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Beads created.
+    pub created: Vec<String>,
+    /// Beads replaced by a newer incoming version.
+    pub updated: Vec<String>,
+    /// Beads identical to the local version.
+    pub unchanged: usize,
+    /// Beads skipped because the local version is newer.
+    pub skipped_older: Vec<SkippedOlder>,
+    /// Beads with the same `updated_at` but different content; the local version was kept.
+    pub conflicts: Vec<String>,
+    /// Non-issue records created or replaced.
+    pub records_written: usize,
+    /// Non-issue records identical to the local ones.
+    pub records_unchanged: usize,
+    /// Dependency edges pointing at ids that exist neither locally nor in the file (kept as data;
+    /// a dangling `blocks` edge keeps its bead out of the ready list, as in `bd`).
+    pub dangling_dependencies: Vec<(String, String)>,
+}
+
+impl ImportReport {
+    /// Number of writes the import performs.
+    pub fn changes(&self) -> usize {
+        self.created.len() + self.updated.len() + self.records_written
+    }
+}
+
+enum Decision {
+    Create,
+    Update,
+    Unchanged,
+    Older,
+    Conflict,
+}
+
+fn decide(local: &Bead, incoming: &Bead) -> Decision {
+    if local == incoming {
+        return Decision::Unchanged;
+    }
+    match (&local.updated_at, &incoming.updated_at) {
+        (Some(l), Some(i)) => match i.cmp_instant(l) {
+            Ordering::Greater => Decision::Update,
+            Ordering::Less => Decision::Older,
+            Ordering::Equal => Decision::Conflict,
+        },
+        (None, Some(_)) => Decision::Update,
+        (_, None) => Decision::Older,
+    }
+}
+
+impl Store {
+    /// Imports an `issues.jsonl` file (see the module docs for the merge rules).
+    pub fn import_path(
+        &self,
+        path: impl AsRef<Path>,
+        options: &ImportOptions,
+    ) -> Result<ImportReport, Error> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let lines = read_all(std::io::BufReader::with_capacity(1 << 16, file), path)?;
+        self.import_lines(lines, options)
+    }
+
+    /// Imports JSONL from a reader.
+    pub fn import_reader(
+        &self,
+        reader: impl BufRead,
+        options: &ImportOptions,
+    ) -> Result<ImportReport, Error> {
+        let lines = read_all(reader, Path::new("<reader>"))?;
+        self.import_lines(lines, options)
+    }
+
+    fn import_lines(
+        &self,
+        lines: Vec<(u64, Line)>,
+        options: &ImportOptions,
+    ) -> Result<ImportReport, Error> {
+        for (n, line) in &lines {
+            if let Line::Issue(b) = line {
+                self.options()
+                    .limits
+                    .check_imported(b)
+                    .map_err(|source| Error::ImportRecord { line: *n, source })?;
+            }
+        }
+        let incoming: HashSet<String> = lines
+            .iter()
+            .filter_map(|(_, l)| match l {
+                Line::Issue(b) => Some(b.id.clone()),
+                Line::Other { .. } => None,
+            })
+            .collect();
+        let mut report = ImportReport {
+            dry_run: options.dry_run,
+            ..ImportReport::default()
+        };
+        if options.dry_run {
+            self.refresh()?;
+            let now = self.now();
+            self.read(|state| {
+                let limits = &self.options().limits;
+                let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
+                merge(&mut tx, lines, &incoming, &mut report);
+            });
+            return Ok(report);
+        }
+        // Each chunk is one atomic WAL batch. A crash between chunks leaves a prefix applied;
+        // running the same import again completes it (already-applied records are unchanged).
+        let mut lines = lines.into_iter().peekable();
+        while lines.peek().is_some() {
+            let chunk: Vec<(u64, Line)> = lines.by_ref().take(IMPORT_CHUNK).collect();
+            self.transact(|tx| {
+                merge(tx, chunk, &incoming, &mut report);
+                Ok(())
+            })?;
+        }
+        Ok(report)
+    }
+}
+
+fn read_all(reader: impl BufRead, path: &Path) -> Result<Vec<(u64, Line)>, Error> {
+    Reader::new(reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| Error::Import {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn merge(
+    tx: &mut Tx<'_>,
+    lines: Vec<(u64, Line)>,
+    incoming_ids: &HashSet<String>,
+    report: &mut ImportReport,
+) {
+    for (_, line) in lines {
+        match line {
+            Line::Issue(b) => {
+                let b = *b;
+                for d in &b.dependencies {
+                    if !incoming_ids.contains(&d.depends_on_id)
+                        && tx.get(&d.depends_on_id).is_none()
+                    {
+                        report
+                            .dangling_dependencies
+                            .push((b.id.clone(), d.depends_on_id.clone()));
+                    }
+                }
+                let decision = match tx.get(&b.id) {
+                    None => Decision::Create,
+                    Some(local) => decide(local, &b),
+                };
+                match decision {
+                    Decision::Create => {
+                        report.created.push(b.id.clone());
+                        tx.put_imported(b, None);
+                    }
+                    Decision::Update => {
+                        // Keep a live lease only if the incoming record still shows the holder.
+                        let lease = tx.lease(&b.id).cloned().filter(|l| {
+                            b.status == Status::InProgress
+                                && b.assignee.as_deref() == Some(l.worker.as_str())
+                        });
+                        report.updated.push(b.id.clone());
+                        tx.put_imported(b, lease);
+                    }
+                    Decision::Unchanged => report.unchanged += 1,
+                    Decision::Older => report.skipped_older.push(SkippedOlder {
+                        local: tx.get(&b.id).and_then(|l| l.updated_at.clone()),
+                        incoming: b.updated_at.clone(),
+                        id: b.id,
+                    }),
+                    Decision::Conflict => report.conflicts.push(b.id),
+                }
+            }
+            Line::Other { key, record } => {
+                let same = tx
+                    .records
+                    .get(&key)
+                    .or_else(|| tx.state().records().get(&key))
+                    .is_some_and(|r| *r == record);
+                if same {
+                    report.records_unchanged += 1;
+                } else {
+                    report.records_written += 1;
+                    tx.put_record(&key, record);
+                }
+            }
+        }
+    }
+}

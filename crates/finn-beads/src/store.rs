@@ -1,0 +1,369 @@
+//! The store: the WAL, the state folded from it, and the write path (validate → append → apply).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use finn_wal::{Durability, Kind, Lsn, Wal};
+
+use crate::bead::Bead;
+use crate::error::Error;
+use crate::ready::ReadyQuery;
+use crate::state::State;
+use crate::timestamp::Timestamp;
+use crate::tx::Tx;
+use crate::validate::Limits;
+
+/// Name of the WAL directory inside a store directory.
+pub const WAL_DIR: &str = "wal";
+/// Name of the lock file that serializes writers across processes.
+pub const LOCK_FILE: &str = "beads.lock";
+
+/// How the store shares its directory with other processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sharing {
+    /// This process is the only one using the directory: the WAL stays open, writes cost one
+    /// append. A second opener (any process) gets [`Error::Locked`]. Default.
+    #[default]
+    Exclusive,
+    /// Several processes use the directory. Each write takes the lock file, reopens the WAL (which
+    /// truncates any torn tail a crashed writer left), folds in the records other processes
+    /// appended, validates against that fresh state, appends with `Sync` and releases the lock.
+    /// Reads see other processes' writes after [`Store::refresh`].
+    MultiProcess,
+}
+
+/// Source of "now" for timestamps and lease deadlines.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Store options.
+#[derive(Clone)]
+pub struct Options {
+    /// Directory sharing. Default: [`Sharing::Exclusive`].
+    pub sharing: Sharing,
+    /// Options of the WAL. Default: `finn_wal::Options::default()` (durability `Sync`).
+    pub wal: finn_wal::Options,
+    /// Validation limits. Default: the anchors' limits ([`Limits::default`]).
+    pub limits: Limits,
+    /// Prefix of generated ids. Default: `"bd"`.
+    pub id_prefix: String,
+    /// Clock. Default: [`SystemTime::now`].
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sharing: Sharing::default(),
+            wal: finn_wal::Options::default(),
+            limits: Limits::default(),
+            id_prefix: "bd".to_owned(),
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("sharing", &self.sharing)
+            .field("limits", &self.limits)
+            .field("id_prefix", &self.id_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Backend {
+    /// The WAL stays open for the store's life.
+    Owned { wal: Wal, _lock: File },
+    /// A WAL shared with other components of this process.
+    Shared(Arc<Wal>),
+    /// Reopened under the lock file for every operation.
+    MultiProcess { wal_dir: PathBuf, lock: File },
+}
+
+struct Inner {
+    state: State,
+    backend: Backend,
+}
+
+/// A beads store: every mutation is appended to the WAL (durably, by default) before it is
+/// applied, and the in-memory state is a fold of the WAL.
+///
+/// `Store` is `Send + Sync`; methods take `&self` and are serialized internally, so a claim by one
+/// thread never interleaves with another thread's.
+pub struct Store {
+    inner: Mutex<Inner>,
+    options: Options,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and replays its WAL.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store, Error> {
+        Self::open_inner(dir.as_ref(), options, None)
+    }
+
+    /// Opens the store from a snapshot ([`State::snapshot`]) covering the WAL up to `lsn`, and
+    /// replays only the records after it. The coordinator's checkpoint/recovery wiring uses this.
+    pub fn open_from_snapshot(
+        dir: impl AsRef<Path>,
+        options: Options,
+        snapshot: &[u8],
+        lsn: Lsn,
+    ) -> Result<Store, Error> {
+        let state = State::from_snapshot(snapshot, lsn)?;
+        Self::open_inner(dir.as_ref(), options, Some(state))
+    }
+
+    /// A store over a WAL this process already has open (shared with other components; records
+    /// of other kinds are skipped). Replays the WAL's bead records.
+    pub fn with_wal(wal: Arc<Wal>, options: Options) -> Result<Store, Error> {
+        let mut state = State::new();
+        catch_up(&wal, &mut state)?;
+        Ok(Store {
+            inner: Mutex::new(Inner {
+                state,
+                backend: Backend::Shared(wal),
+            }),
+            options,
+        })
+    }
+
+    fn open_inner(dir: &Path, options: Options, state: Option<State>) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        let wal_dir = dir.join(WAL_DIR);
+        let mut state = state.unwrap_or_default();
+        let backend = match options.sharing {
+            Sharing::Exclusive => {
+                match lock.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(Error::Locked { path: lock_path });
+                    }
+                    Err(std::fs::TryLockError::Error(source)) => {
+                        return Err(Error::Io {
+                            path: lock_path,
+                            source,
+                        });
+                    }
+                }
+                let (wal, _report) = Wal::open(&wal_dir, options.wal.clone())?;
+                catch_up(&wal, &mut state)?;
+                Backend::Owned { wal, _lock: lock }
+            }
+            Sharing::MultiProcess => {
+                let guard = FileLock::acquire(&lock, &lock_path)?;
+                let (wal, _report) = Wal::open(&wal_dir, options.wal.clone())?;
+                catch_up(&wal, &mut state)?;
+                drop(wal);
+                drop(guard);
+                Backend::MultiProcess { wal_dir, lock }
+            }
+        };
+        Ok(Store {
+            inner: Mutex::new(Inner { state, backend }),
+            options,
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn lock_inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic inside a read closure cannot leave the state half-written: writes apply only
+        // records that are already durable. So a poisoned mutex is safe to keep using.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current time according to the store's clock.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_system_time((self.options.clock)())
+    }
+
+    /// Runs `f` on the committed state. In [`Sharing::MultiProcess`] mode, call
+    /// [`Store::refresh`] first to see other processes' writes.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let inner = self.lock_inner();
+        f(&inner.state)
+    }
+
+    /// Folds in records appended by other processes (a no-op in exclusive mode).
+    pub fn refresh(&self) -> Result<(), Error> {
+        let mut inner = self.lock_inner();
+        let Inner { state, backend } = &mut *inner;
+        match backend {
+            Backend::Owned { .. } => Ok(()),
+            Backend::Shared(wal) => catch_up(wal, state),
+            Backend::MultiProcess { wal_dir, lock } => {
+                let _guard = FileLock::acquire(lock, &wal_dir.with_file_name(LOCK_FILE))?;
+                let (wal, _report) = Wal::open(&*wal_dir, self.options.wal.clone())?;
+                catch_up(&wal, state)
+            }
+        }
+    }
+
+    /// Runs `f` as one transaction: its mutations are validated, appended to the WAL as one atomic
+    /// batch (durable before this returns, with the default `Sync` durability) and then applied.
+    /// If `f` or validation fails, nothing is written.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use finn_beads::{Bead, Store, Options};
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// let id = store.transact(|tx| {
+    ///     let id = tx.create(Bead::new("", "Write the docs"))?;
+    ///     tx.add_labels(&id, &["docs"])?;
+    ///     Ok(id)
+    /// })?;
+    /// assert!(store.read(|s| s.get(&id).unwrap().has_label("docs")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transact<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, Error>) -> Result<R, Error> {
+        let mut inner = self.lock_inner();
+        let Inner { state, backend } = &mut *inner;
+        match backend {
+            Backend::Owned { wal, .. } => commit(wal, state, &self.options, self.now(), f),
+            Backend::Shared(wal) => {
+                catch_up(wal, state)?;
+                commit(wal, state, &self.options, self.now(), f)
+            }
+            Backend::MultiProcess { wal_dir, lock } => {
+                let _guard = FileLock::acquire(lock, &wal_dir.with_file_name(LOCK_FILE))?;
+                let (wal, _report) = Wal::open(&*wal_dir, self.options.wal.clone())?;
+                catch_up(&wal, state)?;
+                // The clock is read under the lock so timestamps follow the append order.
+                let now = self.now();
+                commit(&wal, state, &self.options, now, f)
+            }
+        }
+    }
+
+    /// Creates a bead (see [`Tx::create`]); returns its id.
+    pub fn create(&self, bead: Bead) -> Result<String, Error> {
+        self.transact(|tx| Ok(tx.create(bead)?))
+    }
+
+    /// A copy of the bead with this id.
+    pub fn get(&self, id: &str) -> Option<Bead> {
+        self.read(|s| s.get(id).cloned())
+    }
+
+    /// The ready list (copies), see [`State::ready`].
+    pub fn ready(&self, query: &ReadyQuery) -> Vec<Bead> {
+        let now = self.now();
+        self.read(|s| s.ready(query, &now).into_iter().cloned().collect())
+    }
+
+    /// LSN of the last record folded into the state.
+    pub fn lsn(&self) -> Lsn {
+        self.read(State::lsn)
+    }
+
+    /// A snapshot of the state for checkpointing, with the LSN it covers.
+    pub fn snapshot(&self) -> (Vec<u8>, Lsn) {
+        self.read(|s| (s.snapshot(), s.lsn()))
+    }
+}
+
+fn commit<R>(
+    wal: &Wal,
+    state: &mut State,
+    options: &Options,
+    now: Timestamp,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let mut tx = Tx::new(state, &options.limits, &options.id_prefix, now);
+    let out = f(&mut tx)?;
+    if tx.is_empty() {
+        return Ok(out);
+    }
+    let parts = tx.into_parts().map_err(Error::Encode)?;
+    let (records, pending): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let durability = match &options.wal.durability {
+        Durability::None => Durability::None,
+        _ => Durability::Sync,
+    };
+    let lsns = wal.append_batch(records, durability)?;
+    for (p, lsn) in pending.into_iter().zip(lsns) {
+        p.apply(state, lsn);
+    }
+    state.settle();
+    Ok(out)
+}
+
+/// Folds every bead record after the state's LSN into it.
+pub(crate) fn catch_up(wal: &Wal, state: &mut State) -> Result<(), Error> {
+    let from = state.lsn().next();
+    if let Some(first) = wal.first_lsn()
+        && first > from
+    {
+        return Err(Error::HistoryPruned {
+            applied: state.lsn(),
+            first_available: first,
+        });
+    }
+    if wal.last_lsn() < from {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    for r in wal.iter_from(from)? {
+        let r = r?;
+        if r.kind != Kind::Bead {
+            state.set_lsn(r.lsn);
+            continue;
+        }
+        if let Err(e) = state.apply_raw(&r) {
+            result = Err(e.into());
+            break;
+        }
+    }
+    state.settle();
+    result
+}
+
+/// Holds the cross-process lock file for a short critical section.
+struct FileLock<'a>(&'a File);
+
+impl<'a> FileLock<'a> {
+    fn acquire(file: &'a File, path: &Path) -> Result<Self, Error> {
+        file.lock().map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(FileLock(file))
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        // Closing the descriptor would release the lock too; the explicit unlock keeps the file
+        // open for the next operation. An unlock failure leaves the lock to be released at exit.
+        let _ = self.0.unlock();
+    }
+}

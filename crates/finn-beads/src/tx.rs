@@ -1,0 +1,646 @@
+//! Transactions: mutations staged against the current state, validated, then written to the WAL
+//! as one atomic batch before they are applied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use finn_wal::{Kind, NewRecord};
+use serde_json::{Map, Value};
+
+use crate::bead::{Bead, Comment, DepType, Dependency, IssueType, Priority, Status};
+use crate::event::{
+    BeadPayload, Change, Lease, PAYLOAD_VERSION, RecordPayload, bead_key, record_key,
+};
+use crate::state::{Entry, State};
+use crate::timestamp::Timestamp;
+use crate::validate::{Limits, ValidationError};
+
+/// Field changes for [`Tx::update`]. `None` leaves a field alone; `Some(None)` clears it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Patch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<Option<String>>,
+    /// New design notes.
+    pub design: Option<Option<String>>,
+    /// New acceptance criteria.
+    pub acceptance_criteria: Option<Option<String>>,
+    /// New working notes.
+    pub notes: Option<Option<String>>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New type.
+    pub issue_type: Option<IssueType>,
+    /// New assignee.
+    pub assignee: Option<Option<String>>,
+    /// New owner.
+    pub owner: Option<Option<String>>,
+    /// New estimate.
+    pub estimated_minutes: Option<Option<i64>>,
+    /// New due date.
+    pub due_at: Option<Option<Timestamp>>,
+    /// New external reference.
+    pub external_ref: Option<Option<String>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Staged {
+    pub(crate) bead: Bead,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) changes: Vec<Change>,
+}
+
+/// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
+/// none does. Obtained from [`Store::transact`](crate::Store::transact).
+///
+/// Every method validates before staging anything, so a failed call leaves the transaction as it
+/// was; returning an error from the closure discards the whole transaction.
+pub struct Tx<'s> {
+    state: &'s State,
+    limits: &'s Limits,
+    id_prefix: &'s str,
+    now: Timestamp,
+    pub(crate) staged: BTreeMap<String, Staged>,
+    pub(crate) records: BTreeMap<String, Map<String, Value>>,
+}
+
+impl<'s> Tx<'s> {
+    pub(crate) fn new(
+        state: &'s State,
+        limits: &'s Limits,
+        id_prefix: &'s str,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            state,
+            limits,
+            id_prefix,
+            now,
+            staged: BTreeMap::new(),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// The committed state this transaction started from (staged changes not included).
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
+    /// The transaction's clock reading; every timestamp it writes is derived from it.
+    pub fn now(&self) -> &Timestamp {
+        &self.now
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        self.limits
+    }
+
+    /// A bead as this transaction sees it (staged changes included).
+    pub fn get(&self, id: &str) -> Option<&Bead> {
+        match self.staged.get(id) {
+            Some(s) => Some(&s.bead),
+            None => self.state.get(id),
+        }
+    }
+
+    /// The lease on a bead as this transaction sees it.
+    pub fn lease(&self, id: &str) -> Option<&Lease> {
+        match self.staged.get(id) {
+            Some(s) => s.lease.as_ref(),
+            None => self.state.entry(id).and_then(|e| e.lease.as_ref()),
+        }
+    }
+
+    /// Whether anything is staged.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty() && self.records.is_empty()
+    }
+
+    fn existing(&self, id: &str) -> Result<&Bead, ValidationError> {
+        match self.get(id) {
+            None => Err(ValidationError::UnknownBead { id: id.to_owned() }),
+            Some(b) if b.status == Status::Tombstone => {
+                Err(ValidationError::Deleted { id: id.to_owned() })
+            }
+            Some(b) => Ok(b),
+        }
+    }
+
+    /// Stages a modified copy of bead `id`. `f` works on a scratch copy; it is validated and only
+    /// then staged, so a failed mutation stages nothing.
+    pub(crate) fn modify(
+        &mut self,
+        id: &str,
+        change: Change,
+        f: impl FnOnce(&mut Bead, &mut Option<Lease>, &Timestamp) -> Result<(), ValidationError>,
+    ) -> Result<(), ValidationError> {
+        let current = self.existing(id)?;
+        let mut bead = current.clone();
+        let mut lease = self.lease(id).cloned();
+        f(&mut bead, &mut lease, &self.now)?;
+        self.limits.check_bead(&bead)?;
+        bead.updated_at = Some(self.next_updated_at(current));
+        self.stage(bead, lease, change);
+        Ok(())
+    }
+
+    fn next_updated_at(&self, current: &Bead) -> Timestamp {
+        // Keep updated_at strictly increasing per bead even if the clock steps back, so import
+        // merges (which compare updated_at) always see our own writes as newer.
+        match &current.updated_at {
+            Some(prev) if !self.now.is_after(prev) => prev.next_after(),
+            _ => self.now.clone(),
+        }
+    }
+
+    fn stage(&mut self, bead: Bead, lease: Option<Lease>, change: Change) {
+        let id = bead.id.clone();
+        match self.staged.get_mut(&id) {
+            Some(s) => {
+                s.bead = bead;
+                s.lease = lease;
+                s.changes.push(change);
+            }
+            None => {
+                self.staged.insert(
+                    id,
+                    Staged {
+                        bead,
+                        lease,
+                        changes: vec![change],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Creates a bead. An empty `bead.id` gets a generated one (`<prefix>-<base36>`); the id is
+    /// stored in the WAL record, so replay never mints another. Missing timestamps are set to now.
+    /// Dependencies listed on the bead are validated like [`Tx::add_dependency`].
+    pub fn create(&mut self, mut bead: Bead) -> Result<String, ValidationError> {
+        if bead.id.is_empty() {
+            bead.id = self.generate_id();
+        } else if self.get(&bead.id).is_some() {
+            return Err(ValidationError::DuplicateId { id: bead.id });
+        }
+        self.limits.check_bead(&bead)?;
+        if bead.status == Status::Tombstone {
+            return Err(ValidationError::StatusNotSettable {
+                status: bead.status.to_string(),
+                use_instead: "delete",
+            });
+        }
+        let now = self.now.clone();
+        bead.created_at.get_or_insert_with(|| now.clone());
+        bead.updated_at = Some(now.clone());
+        if bead.status == Status::Closed && bead.closed_at.is_none() {
+            bead.closed_at = Some(now.clone());
+        }
+        let deps = std::mem::take(&mut bead.dependencies);
+        for d in &deps {
+            self.check_edge(&bead.id, &d.depends_on_id)?;
+        }
+        // Cycle checks must see the new bead's own edges; stage it first, then verify each edge.
+        let id = bead.id.clone();
+        bead.dependencies = deps
+            .into_iter()
+            .map(|mut d| {
+                d.issue_id = Some(id.clone());
+                d.created_at.get_or_insert_with(|| now.clone());
+                d
+            })
+            .collect();
+        for d in &bead.dependencies {
+            if d.dep_type.affects_ready()
+                && let Some(path) = self.find_path(&d.depends_on_id, &id, Some(&bead))
+            {
+                let mut cycle = vec![id.clone()];
+                cycle.extend(path);
+                return Err(ValidationError::DependencyCycle { path: cycle });
+            }
+        }
+        self.stage(bead, None, Change::Create);
+        Ok(id)
+    }
+
+    fn generate_id(&self) -> String {
+        loop {
+            let r = ulid::Ulid::new().random();
+            let mut n = (r as u64) & ((1u64 << 40) - 1);
+            let mut digits = Vec::new();
+            while n > 0 || digits.len() < 4 {
+                let d = (n % 36) as u8;
+                digits.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+                n /= 36;
+            }
+            digits.reverse();
+            let id = format!(
+                "{}-{}",
+                self.id_prefix,
+                String::from_utf8_lossy(&digits[..digits.len().min(8)])
+            );
+            if self.get(&id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    /// Sets or clears fields.
+    pub fn update(&mut self, id: &str, patch: Patch) -> Result<(), ValidationError> {
+        let mut fields = Vec::new();
+        macro_rules! names {
+            ($($f:ident),*) => { $( if patch.$f.is_some() { fields.push(stringify!($f).to_owned()); } )* };
+        }
+        names!(
+            title,
+            description,
+            design,
+            acceptance_criteria,
+            notes,
+            priority,
+            issue_type,
+            assignee,
+            owner,
+            estimated_minutes,
+            due_at,
+            external_ref
+        );
+        self.modify(id, Change::Update { fields }, move |b, _, _| {
+            if let Some(v) = patch.title {
+                b.title = v;
+            }
+            macro_rules! set {
+                ($($f:ident),*) => { $( if let Some(v) = patch.$f { b.$f = v; } )* };
+            }
+            set!(
+                description,
+                design,
+                acceptance_criteria,
+                notes,
+                assignee,
+                owner,
+                estimated_minutes,
+                due_at,
+                external_ref
+            );
+            if let Some(v) = patch.priority {
+                b.priority = v;
+            }
+            if let Some(v) = patch.issue_type {
+                b.issue_type = v;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the status. `closed` behaves like [`Tx::close`] without a reason; `tombstone` is
+    /// refused (use [`Tx::delete`]). Leaving `in_progress` drops any lease.
+    pub fn set_status(&mut self, id: &str, status: Status) -> Result<(), ValidationError> {
+        match status {
+            Status::Tombstone => Err(ValidationError::StatusNotSettable {
+                status: status.to_string(),
+                use_instead: "delete",
+            }),
+            Status::Closed => self.close(id, None),
+            status => self.modify(
+                id,
+                Change::SetStatus {
+                    status: status.clone(),
+                },
+                |b, lease, _| {
+                    if status != Status::InProgress {
+                        *lease = None;
+                    }
+                    if b.status == Status::Closed {
+                        b.closed_at = None;
+                        b.close_reason = None;
+                    }
+                    b.status = status;
+                    Ok(())
+                },
+            ),
+        }
+    }
+
+    /// Closes with an optional reason; drops any lease.
+    pub fn close(&mut self, id: &str, reason: Option<&str>) -> Result<(), ValidationError> {
+        let reason = reason.map(str::to_owned);
+        self.modify(
+            id,
+            Change::Close {
+                reason: reason.clone(),
+            },
+            |b, lease, now| {
+                b.status = Status::Closed;
+                b.closed_at = Some(now.clone());
+                b.close_reason = reason;
+                *lease = None;
+                Ok(())
+            },
+        )
+    }
+
+    /// Reopens a closed (or any non-deleted) bead.
+    pub fn reopen(&mut self, id: &str) -> Result<(), ValidationError> {
+        self.modify(id, Change::Reopen, |b, lease, _| {
+            b.status = Status::Open;
+            b.closed_at = None;
+            b.close_reason = None;
+            *lease = None;
+            Ok(())
+        })
+    }
+
+    /// Sets (`Some`) or clears (`None`) `defer_until`. Clearing also turns a `deferred` status back
+    /// into `open`.
+    pub fn defer(&mut self, id: &str, until: Option<Timestamp>) -> Result<(), ValidationError> {
+        self.modify(
+            id,
+            Change::Defer {
+                until: until.clone(),
+            },
+            |b, _, _| {
+                if until.is_none() && b.status == Status::Deferred {
+                    b.status = Status::Open;
+                }
+                b.defer_until = until;
+                Ok(())
+            },
+        )
+    }
+
+    /// Adds labels (already present ones are kept once).
+    pub fn add_labels(&mut self, id: &str, labels: &[&str]) -> Result<(), ValidationError> {
+        for l in labels {
+            self.limits.check_label(l)?;
+        }
+        let add: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        self.modify(
+            id,
+            Change::Labels {
+                add: add.clone(),
+                remove: Vec::new(),
+            },
+            |b, _, _| {
+                for l in add {
+                    if !b.has_label(&l) {
+                        b.labels.push(l);
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Removes labels (absent ones are ignored).
+    pub fn remove_labels(&mut self, id: &str, labels: &[&str]) -> Result<(), ValidationError> {
+        let remove: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        self.modify(
+            id,
+            Change::Labels {
+                add: Vec::new(),
+                remove: remove.clone(),
+            },
+            |b, _, _| {
+                b.labels.retain(|l| !remove.contains(l));
+                Ok(())
+            },
+        )
+    }
+
+    /// Adds a comment; returns its id (a ULID string).
+    pub fn comment(
+        &mut self,
+        id: &str,
+        author: Option<&str>,
+        text: &str,
+    ) -> Result<String, ValidationError> {
+        if text.trim().is_empty() {
+            return Err(ValidationError::Empty { field: "comment" });
+        }
+        if let Some(a) = author {
+            self.limits.check_short("author", a)?;
+        }
+        let comment_id = ulid::Ulid::new().to_string();
+        let c = Comment {
+            id: Some(Value::String(comment_id.clone())),
+            issue_id: Some(id.to_owned()),
+            author: author.map(str::to_owned),
+            text: text.to_owned(),
+            created_at: Some(self.now.clone()),
+            extra: Map::new(),
+        };
+        self.modify(id, Change::Comment, |b, _, _| {
+            b.comments.push(c);
+            Ok(())
+        })?;
+        Ok(comment_id)
+    }
+
+    /// Adds an edge `id -> target`. The target must exist; edges that affect readiness must not
+    /// close a cycle. Adding an edge that already exists changes nothing.
+    pub fn add_dependency(
+        &mut self,
+        id: &str,
+        target: &str,
+        dep_type: DepType,
+    ) -> Result<(), ValidationError> {
+        let current = self.existing(id)?;
+        if current
+            .dependencies
+            .iter()
+            .any(|d| d.depends_on_id == target && d.dep_type == dep_type)
+        {
+            return Ok(());
+        }
+        self.check_edge(id, target)?;
+        if dep_type.affects_ready()
+            && let Some(path) = self.find_path(target, id, None)
+        {
+            let mut cycle = vec![id.to_owned()];
+            cycle.extend(path);
+            return Err(ValidationError::DependencyCycle { path: cycle });
+        }
+        let change = Change::DependencyAdd {
+            target: target.to_owned(),
+            dep_type: dep_type.clone(),
+        };
+        self.modify(id, change, |b, _, now| {
+            let mut d = Dependency::new(id, target, dep_type);
+            d.created_at = Some(now.clone());
+            b.dependencies.push(d);
+            Ok(())
+        })
+    }
+
+    /// Removes edges `id -> target` of `dep_type` (all types when `None`).
+    pub fn remove_dependency(
+        &mut self,
+        id: &str,
+        target: &str,
+        dep_type: Option<DepType>,
+    ) -> Result<(), ValidationError> {
+        let change = Change::DependencyRemove {
+            target: target.to_owned(),
+            dep_type: dep_type.clone(),
+        };
+        self.modify(id, change, |b, _, _| {
+            b.dependencies.retain(|d| {
+                !(d.depends_on_id == target && dep_type.as_ref().is_none_or(|t| *t == d.dep_type))
+            });
+            Ok(())
+        })
+    }
+
+    /// Deletes a bead: it becomes a tombstone (kept, and exported, so the deletion propagates).
+    pub fn delete(
+        &mut self,
+        id: &str,
+        reason: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<(), ValidationError> {
+        let reason = reason.map(str::to_owned);
+        let by = by.map(str::to_owned);
+        self.modify(
+            id,
+            Change::Delete {
+                reason: reason.clone(),
+            },
+            |b, lease, now| {
+                b.original_type = Some(b.issue_type.to_string());
+                b.status = Status::Tombstone;
+                b.deleted_at = Some(now.clone());
+                b.delete_reason = reason;
+                b.deleted_by = by;
+                *lease = None;
+                Ok(())
+            },
+        )
+    }
+
+    /// Writes a non-issue record (memory, ...) under `key`, replacing any previous one.
+    pub fn put_record(&mut self, key: &str, record: Map<String, Value>) {
+        self.records.insert(key.to_owned(), record);
+    }
+
+    /// Writes an imported bead verbatim (import merge decided it is newer or new).
+    pub(crate) fn put_imported(&mut self, bead: Bead, lease: Option<Lease>) {
+        self.stage(bead, lease, Change::Import);
+    }
+
+    fn check_edge(&self, id: &str, target: &str) -> Result<(), ValidationError> {
+        self.limits.check_id(target)?;
+        if id == target {
+            return Err(ValidationError::SelfDependency { id: id.to_owned() });
+        }
+        match self.get(target) {
+            Some(t) if t.status != Status::Tombstone => Ok(()),
+            _ => Err(ValidationError::DependencyTargetMissing {
+                id: id.to_owned(),
+                target: target.to_owned(),
+            }),
+        }
+    }
+
+    /// A path `from -> ... -> to` through edges that affect readiness, if any. `extra` overrides
+    /// the bead with its id (a bead being created).
+    fn find_path(&self, from: &str, to: &str, extra: Option<&Bead>) -> Option<Vec<String>> {
+        let lookup = |id: &str| -> Option<&Bead> {
+            match extra {
+                Some(b) if b.id == id => Some(b),
+                _ => self.get(id),
+            }
+        };
+        let mut prev: HashMap<String, String> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut stack = vec![from.to_owned()];
+        seen.insert(from.to_owned());
+        while let Some(cur) = stack.pop() {
+            if cur == to {
+                let mut path = vec![cur.clone()];
+                let mut at = cur;
+                while let Some(p) = prev.get(&at) {
+                    path.push(p.clone());
+                    at = p.clone();
+                }
+                path.reverse();
+                return Some(path);
+            }
+            if let Some(b) = lookup(&cur) {
+                for d in &b.dependencies {
+                    if d.dep_type.affects_ready() && seen.insert(d.depends_on_id.clone()) {
+                        prev.insert(d.depends_on_id.clone(), cur.clone());
+                        stack.push(d.depends_on_id.clone());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Sets the lease of a bead (queue internals).
+    pub(crate) fn modify_with_lease(
+        &mut self,
+        id: &str,
+        change: Change,
+        f: impl FnOnce(&mut Bead, &mut Option<Lease>, &Timestamp) -> Result<(), ValidationError>,
+    ) -> Result<(), ValidationError> {
+        self.modify(id, change, f)
+    }
+
+    /// Turns the staged changes into WAL records plus the entries to apply after the append.
+    pub(crate) fn into_parts(self) -> Result<Vec<(NewRecord, Pending)>, serde_json::Error> {
+        let mut out = Vec::with_capacity(self.staged.len() + self.records.len());
+        for (key, record) in self.records {
+            let payload = RecordPayload {
+                v: PAYLOAD_VERSION,
+                record,
+            };
+            let bytes = serde_json::to_vec(&payload)?;
+            out.push((
+                NewRecord::put(Kind::Bead, record_key(&key), bytes),
+                Pending::Record(key, payload.record),
+            ));
+        }
+        for (_, s) in self.staged {
+            let payload = BeadPayload {
+                v: PAYLOAD_VERSION,
+                changes: s.changes,
+                bead: s.bead,
+                lease: s.lease,
+            };
+            let bytes = serde_json::to_vec(&payload)?;
+            out.push((
+                NewRecord::put(Kind::Bead, bead_key(&payload.bead.id), bytes),
+                Pending::Bead(Box::new(payload)),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// What to apply to the state once a record is durable.
+pub(crate) enum Pending {
+    Bead(Box<BeadPayload>),
+    Record(String, Map<String, Value>),
+}
+
+impl Pending {
+    pub(crate) fn apply(self, state: &mut State, lsn: finn_wal::Lsn) {
+        match self {
+            Pending::Bead(p) => {
+                let p = *p;
+                state.put_entry(
+                    lsn,
+                    Entry {
+                        bead: p.bead,
+                        lease: p.lease,
+                        lsn,
+                    },
+                );
+            }
+            Pending::Record(key, record) => state.put_record(lsn, key, record),
+        }
+    }
+}
