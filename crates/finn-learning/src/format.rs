@@ -287,10 +287,10 @@ fn canonical(l: &Learning, dialect: Dialect) -> Map<String, Value> {
         put("pattern", Value::String(l.pattern.clone()));
     }
     put("solution", Value::String(l.solution.clone()));
-    if dialect == Dialect::Anchor {
-        if let Some(t) = &l.title {
-            put("title", Value::String(t.clone()));
-        }
+    if dialect == Dialect::Anchor
+        && let Some(t) = &l.title
+    {
+        put("title", Value::String(t.clone()));
     }
     let gates_key = match dialect {
         Dialect::Anchor => "gates",

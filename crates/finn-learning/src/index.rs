@@ -243,11 +243,11 @@ impl Index {
             };
             if heap.len() < limit {
                 heap.push(std::cmp::Reverse(item));
-            } else if let Some(worst) = heap.peek() {
-                if item > worst.0 {
-                    heap.pop();
-                    heap.push(std::cmp::Reverse(item));
-                }
+            } else if let Some(worst) = heap.peek()
+                && item > worst.0
+            {
+                heap.pop();
+                heap.push(std::cmp::Reverse(item));
             }
         }
         let mut best: Vec<RankedKey<'_>> = heap.into_iter().map(|r| r.0).collect();

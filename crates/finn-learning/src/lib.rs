@@ -57,7 +57,7 @@
 //! - **Whole words.** Scoring and retrieval match whole words (with light inflection), never
 //!   substrings: "if" does not match "different".
 //! - **Round trips.** Importing a Loa learnings file or the anchors' layout and exporting it
-//!   unchanged gives the same JSON; unknown fields are kept ([`format`]).
+//!   unchanged gives the same JSON; unknown fields are kept ([`format`](mod@format)).
 //!
 //! # What it does not do
 //!

@@ -393,13 +393,13 @@ impl LearningStore {
                         path = %aside.display(), %damage,
                         "learning snapshot damaged; quarantined, rebuilding from the WAL"
                     );
-                    if let Some(first) = wal.first_lsn() {
-                        if first > Lsn::new(1) {
-                            return Err(OpenError::SnapshotDamagedAndWalPruned {
-                                quarantined: aside,
-                                first_lsn: first,
-                            });
-                        }
+                    if let Some(first) = wal.first_lsn()
+                        && first > Lsn::new(1)
+                    {
+                        return Err(OpenError::SnapshotDamagedAndWalPruned {
+                            quarantined: aside,
+                            first_lsn: first,
+                        });
                     }
                     (
                         State::default(),
@@ -430,16 +430,15 @@ impl LearningStore {
                     }
                 })?;
                 state.apply(env.body);
-            } else if let Some(id) = rec
-                .key
-                .as_deref()
-                .and_then(|k| k.strip_prefix("learning/"))
-                .and_then(|k| LearningId::parse(k).ok())
+            } else if rec.op == Op::Delete
+                && let Some(id) = rec
+                    .key
+                    .as_deref()
+                    .and_then(|k| k.strip_prefix("learning/"))
+                    .and_then(|k| LearningId::parse(k).ok())
             {
-                if rec.op == Op::Delete {
-                    state.learnings.remove(&id);
-                    state.index.remove(&id);
-                }
+                state.learnings.remove(&id);
+                state.index.remove(&id);
             }
             state.applied = rec.lsn;
             replayed += 1;

@@ -58,7 +58,7 @@ fn damaged_snapshot_is_quarantined_and_state_rebuilt_from_the_wal() {
             bytes,
             "{what}: damaged bytes kept"
         );
-        assert_eq!(quarantined_files(dir.path()), [path.clone()]);
+        assert_eq!(quarantined_files(dir.path()), std::slice::from_ref(path));
         assert_eq!(store.list(None), expected, "{what}: nothing lost");
         assert_eq!(
             store.history(&expected[0].id).len(),

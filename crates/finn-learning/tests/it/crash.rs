@@ -242,7 +242,7 @@ fn sigkill_100_times() {
         .unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut rng = Rng(0x5EED_0F_F1AA);
+    let mut rng = Rng(0x5EED_F1AA);
     let mut model: BTreeMap<LearningId, Expected> = BTreeMap::new();
     let mut acked_total = 0usize;
     let mut in_flight_applied = 0usize;

@@ -183,7 +183,7 @@ fn evaluate_filters_candidates() {
         .into_iter()
         .filter(|c| trajectory::screen(c).accepted)
         .collect();
-    assert_eq!(passed, [good.clone()]);
+    assert_eq!(passed, std::slice::from_ref(&good));
     assert!(trajectory::screen(&good).quality_score >= 0.75);
 }
 
