@@ -1,0 +1,1 @@
+//! The git archive source (being written).
