@@ -463,7 +463,6 @@ impl Config {
 
 /// A parsed object store location.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum StoreUrl {
     /// A local directory standing in for a remote bucket (the embedded default).
     Local(PathBuf),

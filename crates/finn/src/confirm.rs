@@ -1,7 +1,7 @@
 //! The durable "confirmed" marker: how far the WAL is covered by a verified checkpoint and by
 //! shipped WAL batches. Pruning never goes past the lower of the two.
 //!
-//! Stored as `<data_dir>/state/confirmed.json`, replaced atomically (temp, fdatasync, rename,
+//! Stored as `<data_dir>/confirmed.json` (outside `state/`, which checkpoints cover and recovery replaces), replaced atomically (temp, fdatasync, rename,
 //! directory fsync) after every confirmed checkpoint or shipment.
 
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub enum ConfirmedError {
 impl Confirmed {
     /// The marker path for a data directory.
     pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("state").join(CONFIRMED_FILE)
+        data_dir.join(CONFIRMED_FILE)
     }
 
     /// Reads the marker; a missing file means nothing is confirmed.
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn malformed_marker_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+
         std::fs::write(
             Confirmed::path(dir.path()),
             b"{\"checkpointed_lsn\": \"x\"}",

@@ -11,8 +11,14 @@ pub mod config;
 #[cfg(feature = "wal")]
 pub mod confirm;
 pub mod prelude;
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+pub mod runtime;
+#[cfg(feature = "wal")]
+pub mod state;
 
 pub use config::{Config, ConfigError};
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+pub use runtime::{Finn, FinnBuilder};
 
 #[cfg(feature = "beads")]
 pub use finn_beads as beads;

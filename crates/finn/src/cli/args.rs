@@ -353,6 +353,18 @@ pub(crate) struct DrillWriterArgs {
     /// Object store URL.
     #[arg(long)]
     pub writer_store: String,
+    /// Signing key file (made by the parent).
+    #[arg(long)]
+    pub writer_key: PathBuf,
+    /// S3 endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Allow a plain-http endpoint.
+    #[arg(long)]
+    pub allow_http: bool,
     /// Workload seed.
     #[arg(long)]
     pub seed: u64,

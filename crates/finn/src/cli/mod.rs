@@ -1,6 +1,8 @@
 //! Command implementations. `args` holds the surface; one module per command family.
 
 pub(crate) mod args;
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+mod drill;
 #[cfg(feature = "wal")]
 mod init;
 mod keys;
@@ -117,8 +119,14 @@ pub(crate) fn not_available(command: &str, krate: &str) -> anyhow::Error {
 
 pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
     // The drill's writer gets everything on its command line; it never reads a config file.
-    if let Command::DrillWriter(_) = &cli.command {
-        return Err(not_available("drill", "the full runtime"));
+    if let Command::DrillWriter(args) = cli.command {
+        #[cfg(all(feature = "recovery", feature = "scheduler"))]
+        return drill::writer(args);
+        #[cfg(not(all(feature = "recovery", feature = "scheduler")))]
+        {
+            let _ = args;
+            return Err(not_available("drill", "the full runtime"));
+        }
     }
     let ctx = Context::load(&cli.global)?;
     run(&ctx, cli.command)
@@ -146,8 +154,10 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Beads(_) => Err(not_available("beads", "finn-beads")),
         Command::Learnings(_) => Err(not_available("learnings", "finn-learning")),
         Command::Identity(_) => Err(not_available("identity", "finn-identity")),
-        Command::Drill(_) | Command::DrillWriter(_) => {
-            Err(not_available("drill", "the full runtime"))
-        }
+        #[cfg(all(feature = "recovery", feature = "scheduler"))]
+        Command::Drill(args) => drill::drill(ctx, args),
+        #[cfg(not(all(feature = "recovery", feature = "scheduler")))]
+        Command::Drill(_) => Err(not_available("drill", "the full runtime")),
+        Command::DrillWriter(_) => Err(not_available("drill-writer", "the full runtime")),
     }
 }

@@ -1,0 +1,829 @@
+//! The full-stack runtime: one data directory, one WAL shared by every component, checkpoints to
+//! an object store, the recovery cascade at boot, and the scheduled maintenance tasks.
+//!
+//! # Boot sequence ([`FinnBuilder::open`])
+//!
+//! 1. Open the checkpoint writer on the object store prefix: it takes the prefix's fenced lease
+//!    *before* anything is restored from it, so a zombie writer cannot slip a checkpoint in
+//!    between.
+//! 2. Run the recovery cascade (lock + open the WAL, check local state, else restore the newest
+//!    verified checkpoint and the shipped WAL after it, else the template), keeping its report.
+//! 3. Replay: load the keyed-state snapshot from `state/` and fold every WAL record above it;
+//!    the components (beads, learnings) catch up from the same WAL.
+//! 4. Start the scheduler with the default task table: object-store checkpoint + WAL shipping
+//!    (30 s ± 5 s), git archive (1 h, when a remote is configured), WAL prune after a confirmed
+//!    checkpoint (1 h), health (5 min). Breaker transitions are appended to the WAL as
+//!    `Kind::Config` records `config/circuit-breaker-<task>`.
+//! 5. Start identity hot reload (when an identity document is configured).
+//!
+//! # What it guarantees
+//!
+//! * A write is **locally durable** when [`Finn::put`] returns (fdatasync, unless the WAL was
+//!   configured with weaker durability), and **remotely durable** once [`Finn::checkpoint`] (or
+//!   the scheduled sync) that follows it returns: [`Finn::remote_durable_lsn`] says how far.
+//! * After a crash, [`FinnBuilder::open`] brings back every locally durable write when the data
+//!   directory survived, and every remotely durable write when it did not.
+//! * The WAL is pruned only below what a published checkpoint covers.
+//!
+//! # What it does not do
+//!
+//! * Writes acknowledged only locally are lost with the disk: call [`Finn::checkpoint`] (or wait
+//!   for the sync task) before telling anyone outside the process that a write is safe.
+//! * One writer per object-store prefix: a second runtime on the same prefix fences the first.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use finn_checkpoint::{
+    CheckpointInput, CheckpointReport, Checkpointer, CheckpointerOptions, Keyring, Remote,
+    RemoteOptions, SigningKey, StoreOptions, Takeover, VerifyingKey,
+};
+use finn_recovery::source::object_store::ObjectStoreSource;
+use finn_recovery::{Cascade, Layout, Mode, RecoveryReport, TemplateSource};
+use finn_scheduler::{ComponentHealth, Health, HealthAggregator, HealthReport, Scheduler};
+use finn_wal::{Kind, Lsn, NewRecord, Record, Wal};
+
+use crate::config::{Config, DurabilityMode, StoreUrl};
+use crate::confirm::Confirmed;
+use crate::state::StateStore;
+
+/// Everything [`FinnBuilder::open`] and the runtime's calls can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    /// The signing key could not be loaded or created.
+    #[error("signing key {path}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: finn_checkpoint::KeyError,
+    },
+    /// The object store or a checkpoint operation failed.
+    #[error("checkpoint store")]
+    Checkpoint(#[from] finn_checkpoint::Error),
+    /// The recovery cascade could not bring any state up.
+    #[error("recovery failed")]
+    Recovery(#[from] finn_recovery::CascadeError),
+    /// A WAL operation failed.
+    #[error("WAL")]
+    Wal(#[from] finn_wal::Error),
+    /// The keyed-state snapshot could not be read or written.
+    #[error("state snapshot")]
+    State(#[from] crate::state::StateError),
+    /// The confirmation marker could not be read or written.
+    #[error("confirmation marker")]
+    Confirmed(#[from] crate::confirm::ConfirmedError),
+    /// A local file operation failed.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime was shut down.
+    #[error("the runtime is shut down")]
+    ShutDown,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the signing key comes from.
+#[derive(Clone, Debug)]
+enum KeySource {
+    /// A PEM file; created (mode 0600) when missing and `create` is set.
+    File { path: PathBuf, create: bool },
+    /// A key held in memory (tests, embedding).
+    Key(SigningKey),
+}
+
+/// Periods of the scheduled tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Intervals {
+    /// Object-store checkpoint + WAL shipping. Default: 30 s.
+    pub sync: Duration,
+    /// Git archive. Default: 1 h.
+    pub git: Duration,
+    /// WAL prune. Default: 1 h.
+    pub prune: Duration,
+    /// Health check. Default: 5 min.
+    pub health: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self {
+            sync: finn_scheduler::table::OBJECT_STORE_SYNC.interval,
+            git: finn_scheduler::table::GIT_ARCHIVE.interval,
+            prune: finn_scheduler::table::WAL_PRUNE.interval,
+            health: finn_scheduler::table::HEALTH_CHECK.interval,
+        }
+    }
+}
+
+/// Builds and boots a [`Finn`] runtime. Only the data directory is required.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), finn::runtime::Error> {
+/// let finn = finn::Finn::builder("/var/lib/agent")
+///     .store_url("s3://agent-state/agent-1")
+///     .open()
+///     .await?;
+/// let lsn = finn.put(finn::wal::Kind::Session, "session/42", b"{\"turn\":3}".to_vec())?;
+/// finn.checkpoint().await?; // now the write survives the loss of this machine
+/// assert!(finn.remote_durable_lsn() >= lsn);
+/// finn.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until open()"]
+pub struct FinnBuilder {
+    data_dir: PathBuf,
+    store_url: Option<String>,
+    store_options: StoreOptions,
+    key: KeySource,
+    trusted: Vec<PathBuf>,
+    identity: Option<PathBuf>,
+    wal_options: finn_wal::Options,
+    mode: Mode,
+    takeover: Takeover,
+    intervals: Intervals,
+    scheduler: bool,
+}
+
+impl FinnBuilder {
+    /// A builder for `data_dir` with every default: the local object store
+    /// `file://<data_dir>/objects`, the signing key `keys/signing.pem` (created if missing),
+    /// `Sync` durability, degraded-mode recovery.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = crate::config::absolute(&data_dir.into());
+        Self {
+            key: KeySource::File {
+                path: data_dir.join("keys").join("signing.pem"),
+                create: true,
+            },
+            data_dir,
+            store_url: None,
+            store_options: StoreOptions::default(),
+            trusted: Vec::new(),
+            identity: None,
+            wal_options: finn_wal::Options::default(),
+            mode: Mode::Degraded,
+            takeover: Takeover::IfExpired,
+            intervals: Intervals::default(),
+            scheduler: true,
+        }
+    }
+
+    /// A builder from a loaded [`Config`].
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let mut b = Self::new(&config.data_dir);
+        if let StoreUrl::Remote(url) = config.store_url()? {
+            b.store_url = Some(url.to_string());
+        } else if config.store.url.is_some() {
+            b.store_url = Some(config.store_url()?.as_url_string());
+        }
+        let mut so = StoreOptions::default();
+        if let Some(e) = &config.store.endpoint {
+            so = so.endpoint(e.clone());
+        }
+        if let Some(r) = &config.store.region {
+            so = so.region(r.clone());
+        }
+        if let (Some(id), Some(secret)) =
+            (&config.store.access_key_id, &config.store.secret_access_key)
+        {
+            so = so.credentials(id.clone(), secret.expose().to_owned());
+        }
+        so = so.allow_http(
+            config.store.allow_http
+                || config
+                    .store
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+        );
+        b.store_options = so;
+        b.key = KeySource::File {
+            path: crate::config::absolute(&config.signing_key_path()),
+            create: true,
+        };
+        b.trusted = config
+            .keys
+            .trusted
+            .iter()
+            .map(|p| config.resolve(p))
+            .collect();
+        b.identity = config.identity.path.as_ref().map(|p| config.resolve(p));
+        b.wal_options.durability = match config.wal.durability {
+            DurabilityMode::Sync => finn_wal::Durability::Sync,
+            DurabilityMode::Batch => finn_wal::Durability::Batch {
+                max_delay: Duration::from_millis(config.wal.batch_delay_ms),
+            },
+            DurabilityMode::None => finn_wal::Durability::None,
+        };
+        b.intervals = Intervals {
+            sync: Duration::from_millis(config.sync.interval_ms),
+            git: Duration::from_millis(config.sync.git_interval_ms),
+            prune: Duration::from_millis(config.sync.prune_interval_ms),
+            health: Duration::from_millis(config.sync.health_interval_ms),
+        };
+        Ok(b)
+    }
+
+    /// Object store URL (`file:///dir`, `s3://bucket/prefix`, …). Default: `file://<data_dir>/objects`.
+    pub fn store_url(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+
+    /// Object store client options (endpoint, credentials, region). Default: none.
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.store_options = options;
+        self
+    }
+
+    /// Signing key file; created when missing if `create`. Default: `<data_dir>/keys/signing.pem`, created.
+    pub fn signing_key_file(mut self, path: impl Into<PathBuf>, create: bool) -> Self {
+        self.key = KeySource::File {
+            path: path.into(),
+            create,
+        };
+        self
+    }
+
+    /// A signing key held in memory.
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.key = KeySource::Key(key);
+        self
+    }
+
+    /// Public key files whose checkpoints recovery also trusts. Default: only the signing key's.
+    pub fn trusted_keys(mut self, files: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.trusted = files.into_iter().collect();
+        self
+    }
+
+    /// Identity document (`BEAUVOIR.md`) to load and hot-reload. Default: none.
+    pub fn identity(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity = Some(path.into());
+        self
+    }
+
+    /// WAL options (durability, segment size, pressure thresholds). Default: `finn_wal::Options::default()`.
+    pub fn wal_options(mut self, options: finn_wal::Options) -> Self {
+        self.wal_options = options;
+        self
+    }
+
+    /// Recovery mode. Default: [`Mode::Degraded`].
+    pub fn recovery_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Take the object-store lease over from a writer known to be dead, instead of waiting for
+    /// its TTL. Default: wait ([`Takeover::IfExpired`]).
+    pub fn force_takeover(mut self, force: bool) -> Self {
+        self.takeover = if force {
+            Takeover::Force
+        } else {
+            Takeover::IfExpired
+        };
+        self
+    }
+
+    /// Task periods. Default: the anchors' table.
+    pub fn intervals(mut self, intervals: Intervals) -> Self {
+        self.intervals = intervals;
+        self
+    }
+
+    /// Whether to start the scheduler (off for one-shot tools such as `finn checkpoint create`).
+    /// Default: on.
+    pub fn scheduler(mut self, start: bool) -> Self {
+        self.scheduler = start;
+        self
+    }
+
+    fn load_key(&self) -> Result<SigningKey, Error> {
+        match &self.key {
+            KeySource::Key(k) => Ok(k.clone()),
+            KeySource::File { path, create } => {
+                if *create && !path.exists() {
+                    let key = SigningKey::generate();
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                    }
+                    key.save_new(path).map_err(|source| Error::Key {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    return Ok(key);
+                }
+                SigningKey::load(path).map_err(|source| Error::Key {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    fn remote(&self) -> Result<Remote, Error> {
+        let url = match &self.store_url {
+            Some(u) => u.clone(),
+            None => format!("file://{}", self.data_dir.join("objects").display()),
+        };
+        if let Ok(StoreUrl::Local(dir)) = StoreUrl::parse(&url) {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(Remote::from_url(
+            &url,
+            &self.store_options,
+            RemoteOptions::default(),
+        )?)
+    }
+
+    /// Runs the boot sequence (see the [module docs](self)).
+    pub async fn open(self) -> Result<Finn, Error> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&self.data_dir).map_err(io_err(&self.data_dir))?;
+        let key = self.load_key()?;
+        let mut keyring = Keyring::trusting(key.verifying_key());
+        for path in &self.trusted {
+            let vk = VerifyingKey::load(path).map_err(|source| Error::Key {
+                path: path.clone(),
+                source,
+            })?;
+            keyring.trust(vk);
+        }
+        let remote = self.remote()?;
+
+        // 1. The lease first, so the restore below sees exactly what the seal recorded.
+        let mut options = CheckpointerOptions::default();
+        options.takeover = self.takeover;
+        let checkpointer =
+            Checkpointer::open(remote.clone(), key.clone(), keyring.clone(), options).await?;
+
+        // 2. The cascade: local → object store (+ shipped WAL) → template.
+        let layout = Layout::new(&self.data_dir);
+        let cascade = Cascade::builder(layout)
+            .mode(self.mode)
+            .wal_options(self.wal_options.clone())
+            .source(ObjectStoreSource::new(remote.clone(), keyring.clone()))
+            .source(template()?)
+            .build();
+        let recovery = cascade.run().await?;
+        let (report, wal) = recovery.into_parts();
+        let wal = Arc::new(wal);
+
+        // Nothing this writer appends may reuse an LSN the prefix already holds.
+        let high = checkpointer.high_water().await.lsn;
+        if wal.last_lsn() < Lsn::new(high.get()) {
+            wal.advance_to(Lsn::new(high.get()).next())?;
+        }
+
+        // 3. Replay into the keyed state.
+        let state_dir = self.data_dir.join("state");
+        let state = StateStore::load(&state_dir)?;
+        for record in wal.iter_from(state.applied_lsn().next())? {
+            state.apply(&record?);
+        }
+        state.advance(wal.last_lsn());
+
+        let confirmed = Confirmed::load(&self.data_dir)?;
+        let inner = Arc::new(Inner {
+            data_dir: self.data_dir.clone(),
+            state_dir,
+            wal,
+            state,
+            checkpointer,
+            recovery: report,
+            write: Mutex::new(()),
+            confirmed: Mutex::new(confirmed),
+            last_sync: Mutex::new(None),
+            boot_time: started.elapsed(),
+            health: HealthAggregator::new(),
+            scheduler: Scheduler::new(finn_scheduler::SchedulerOptions::default()),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
+        });
+        inner.register_health();
+        if self.scheduler {
+            inner.start_scheduler(self.intervals)?;
+        }
+        Ok(Finn { inner })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    state_dir: PathBuf,
+    wal: Arc<Wal>,
+    state: StateStore,
+    checkpointer: Checkpointer,
+    recovery: RecoveryReport,
+    /// Serialises keyed appends with their fold, so the fold sees them in LSN order.
+    write: Mutex<()>,
+    confirmed: Mutex<Confirmed>,
+    last_sync: Mutex<Option<Result<Lsn, String>>>,
+    boot_time: Duration,
+    health: HealthAggregator,
+    scheduler: Scheduler,
+    shut_down: std::sync::atomic::AtomicBool,
+}
+
+/// The running stack. Cheap to clone; every clone is the same runtime.
+#[derive(Clone, Debug)]
+pub struct Finn {
+    inner: Arc<Inner>,
+}
+
+impl Finn {
+    /// A builder for a runtime over `data_dir`.
+    pub fn builder(data_dir: impl Into<PathBuf>) -> FinnBuilder {
+        FinnBuilder::new(data_dir)
+    }
+
+    /// The shared WAL (components append to it directly).
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.inner.wal
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// What the recovery cascade did at boot.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Time the boot sequence took.
+    pub fn boot_time(&self) -> Duration {
+        self.inner.boot_time
+    }
+
+    /// The keyed state (latest value per `(kind, key)`).
+    pub fn state(&self) -> &StateStore {
+        &self.inner.state
+    }
+
+    /// Appends a keyed put and folds it into the state; returns once it is locally durable.
+    pub fn put(&self, kind: Kind, key: impl Into<String>, value: Vec<u8>) -> Result<Lsn, Error> {
+        self.inner.put(kind, key.into(), value)
+    }
+
+    /// Appends a keyed delete.
+    pub fn delete(&self, kind: Kind, key: impl Into<String>) -> Result<Lsn, Error> {
+        self.inner.append_keyed(NewRecord::delete(kind, key.into()))
+    }
+
+    /// Appends an event (not part of the keyed state; kept until pruned).
+    pub fn event(&self, kind: Kind, payload: Vec<u8>) -> Result<Lsn, Error> {
+        self.inner.check_open()?;
+        let lsn = self.inner.wal.append(NewRecord::event(kind, payload))?;
+        Ok(lsn)
+    }
+
+    /// Checkpoints now: snapshots the state into `state/`, uploads it and publishes a signed
+    /// manifest. Every write acknowledged before the call is remotely durable when it returns.
+    pub async fn checkpoint(&self) -> Result<CheckpointReport, Error> {
+        self.inner.checkpoint().await
+    }
+
+    /// Highest LSN stored in the object store (by a published checkpoint).
+    pub fn remote_durable_lsn(&self) -> Lsn {
+        self.inner.confirmed().checkpointed_lsn
+    }
+
+    /// The aggregated health report (the anchors' rules).
+    pub async fn health(&self) -> HealthReport {
+        self.inner.health.check().await
+    }
+
+    /// The scheduler running the maintenance tasks.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    /// Stops the scheduler, flushes the WAL, checkpoints, and releases the object-store lease
+    /// and (when the last clone is dropped) the WAL lock.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.inner.scheduler.shutdown(Duration::from_secs(5)).await;
+        self.inner.wal.sync()?;
+        let result = self.inner.checkpoint().await.map(|_| ());
+        self.inner
+            .shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        result
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<(), Error> {
+        if self.shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::ShutDown);
+        }
+        Ok(())
+    }
+
+    fn confirmed(&self) -> Confirmed {
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn put(&self, kind: Kind, key: String, value: Vec<u8>) -> Result<Lsn, Error> {
+        self.append_keyed(NewRecord::put(kind, key, value))
+    }
+
+    fn append_keyed(&self, record: NewRecord) -> Result<Lsn, Error> {
+        self.check_open()?;
+        let _guard = self
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let NewRecord {
+            kind,
+            op,
+            key,
+            payload,
+        } = record.clone();
+        let lsn = self.wal.append(record)?;
+        self.state.apply(&Record {
+            lsn,
+            id: ulid::Ulid::nil(),
+            timestamp_ms: 0,
+            kind,
+            op,
+            key,
+            payload,
+        });
+        Ok(lsn)
+    }
+
+    async fn checkpoint(&self) -> Result<CheckpointReport, Error> {
+        // Everything appended so far is durable; hold the write lock while the snapshot is cut
+        // so it is complete through exactly `covered`.
+        self.wal.sync()?;
+        let covered = {
+            let _guard = self
+                .write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let covered = self.wal.last_lsn();
+            self.state.advance(covered);
+            self.state.write_snapshot(&self.state_dir)?;
+            covered
+        };
+        let input = CheckpointInput::from_dir(&self.state_dir, to_ckpt_lsn(covered))?;
+        let result = self.checkpointer.checkpoint(input).await;
+        match &result {
+            Ok(_) => {
+                let mut c = self
+                    .confirmed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                c.checkpointed_lsn = c.checkpointed_lsn.max(covered);
+                c.shipped_lsn = c.shipped_lsn.max(covered);
+                c.store(&self.data_dir)?;
+                *self
+                    .last_sync
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Ok(covered));
+            }
+            Err(e) => {
+                *self
+                    .last_sync
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e.to_string()));
+            }
+        }
+        Ok(result?)
+    }
+
+    /// [`Inner::checkpoint`] for contexts that need a `Send` future (the scheduler, `tokio::spawn`):
+    /// rustc cannot prove finn-checkpoint's upload future `Send` for every lifetime (a known
+    /// higher-ranked inference limit with stream combinators), so the future is built and driven on
+    /// a blocking thread of the same runtime instead.
+    async fn checkpoint_on_blocking_thread(self: Arc<Self>) -> Result<CheckpointReport, Error> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(self.checkpoint()))
+            .await
+            .map_err(|e| Error::Io {
+                path: PathBuf::from("<checkpoint task>"),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
+    fn prune(&self) -> Result<(), Error> {
+        let safe = self.confirmed().safe_to_prune();
+        if safe > Lsn::ZERO {
+            self.wal.prune_through(safe)?;
+        }
+        Ok(())
+    }
+
+    fn register_health(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        self.health.add_fn("wal", move || {
+            let me = me.clone();
+            async move {
+                let Some(me) = me.upgrade() else {
+                    return Ok(ComponentHealth::unhealthy("wal", "runtime stopped"));
+                };
+                let s = me.wal.status();
+                let h = match s.pressure {
+                    finn_wal::Pressure::Critical => {
+                        ComponentHealth::unhealthy("wal", "disk pressure critical")
+                    }
+                    finn_wal::Pressure::Warning => {
+                        ComponentHealth::degraded("wal", "disk pressure warning")
+                    }
+                    _ if s.poisoned => {
+                        ComponentHealth::unhealthy("wal", "poisoned by a failed fsync")
+                    }
+                    _ => ComponentHealth::healthy("wal"),
+                };
+                Ok(h.with_detail("segments", s.segments)
+                    .with_detail("bytes", s.wal_bytes)
+                    .with_detail("last_lsn", s.last_lsn))
+            }
+        });
+        let me = Arc::downgrade(self);
+        self.health.add_fn("recovery", move || {
+            let me = me.clone();
+            async move {
+                let Some(me) = me.upgrade() else {
+                    return Ok(ComponentHealth::unhealthy("recovery", "runtime stopped"));
+                };
+                let state = me.recovery.state;
+                let h = match state {
+                    finn_recovery::State::LoopDetected => {
+                        ComponentHealth::unhealthy("recovery", "boot loop detected")
+                    }
+                    finn_recovery::State::Degraded => ComponentHealth::degraded(
+                        "recovery",
+                        format!("came up degraded: {:?}", me.recovery.degraded),
+                    ),
+                    _ => ComponentHealth::healthy("recovery"),
+                };
+                Ok(h.with_detail("state", format!("{state:?}")).with_detail(
+                    "source",
+                    me.recovery
+                        .source
+                        .as_ref()
+                        .map_or("local".to_owned(), |s| format!("{s:?}")),
+                ))
+            }
+        });
+        let me = Arc::downgrade(self);
+        self.health.add_fn("object_store", move || {
+            let me = me.clone();
+            async move {
+                let Some(me) = me.upgrade() else {
+                    return Ok(ComponentHealth::unhealthy(
+                        "object_store",
+                        "runtime stopped",
+                    ));
+                };
+                let last = me
+                    .last_sync
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                Ok(match last {
+                    Some(Err(e)) => {
+                        ComponentHealth::degraded("object_store", format!("last sync failed: {e}"))
+                    }
+                    Some(Ok(lsn)) => ComponentHealth::healthy("object_store")
+                        .with_detail("checkpointed_lsn", lsn),
+                    None => ComponentHealth::healthy("object_store")
+                        .with_detail("checkpointed_lsn", "none yet"),
+                })
+            }
+        });
+        let me = Arc::downgrade(self);
+        self.health.add_fn("scheduler", move || {
+            let me = me.clone();
+            async move {
+                Ok(match me.upgrade() {
+                    Some(me) => me.scheduler.health(),
+                    None => ComponentHealth::unhealthy("scheduler", "runtime stopped"),
+                })
+            }
+        });
+    }
+
+    fn start_scheduler(self: &Arc<Self>, intervals: Intervals) -> Result<(), Error> {
+        use finn_scheduler::table::{HEALTH_CHECK, OBJECT_STORE_SYNC, WAL_PRUNE};
+        use finn_scheduler::{SchedulerEvent, TaskError};
+        let weak = Arc::downgrade(self);
+        // Breaker transitions go to the WAL, awaited (the anchors fired and forgot them).
+        self.scheduler.on_event(move |event| {
+            if let SchedulerEvent::Breaker { task, transition } = event
+                && let Some(me) = weak.upgrade()
+            {
+                let payload = serde_json::json!({
+                    "taskId": task.as_str(),
+                    "from": format!("{:?}", transition.from),
+                    "to": format!("{:?}", transition.to),
+                    "reason": format!("{:?}", transition.reason),
+                });
+                let key = format!("config/circuit-breaker-{}", task.as_str());
+                if let Err(e) = me.put(Kind::Config, key, payload.to_string().into_bytes()) {
+                    tracing::warn!(error = %e, "cannot record breaker transition");
+                }
+            }
+        });
+        let gone = || TaskError::msg("runtime stopped").ignored();
+        let weak = Arc::downgrade(self);
+        self.scheduler
+            .register(spec(&OBJECT_STORE_SYNC, intervals.sync), move |_token| {
+                let weak = weak.clone();
+                async move {
+                    let me = weak.upgrade().ok_or_else(gone)?;
+                    me.checkpoint_on_blocking_thread().await?;
+                    Ok(())
+                }
+            })
+            .map_err(scheduler_err)?;
+        let weak = Arc::downgrade(self);
+        self.scheduler
+            .register(spec(&WAL_PRUNE, intervals.prune), move |_token| {
+                let weak = weak.clone();
+                async move {
+                    let me = weak.upgrade().ok_or_else(gone)?;
+                    me.prune()?;
+                    Ok(())
+                }
+            })
+            .map_err(scheduler_err)?;
+        let weak = Arc::downgrade(self);
+        self.scheduler
+            .register(spec(&HEALTH_CHECK, intervals.health), move |_token| {
+                let weak = weak.clone();
+                async move {
+                    let me = weak.upgrade().ok_or_else(gone)?;
+                    let report = me.health.check().await;
+                    if report.overall != Health::Healthy {
+                        tracing::warn!(overall = %report.overall, reasons = ?report.reasons(), "health");
+                    }
+                    Ok(())
+                }
+            })
+            .map_err(scheduler_err)?;
+        self.scheduler.start().map_err(scheduler_err)?;
+        Ok(())
+    }
+}
+
+/// A row of the default table with the configured interval (jitter scaled down for short ones).
+fn spec(row: &finn_scheduler::table::TaskDefaults, interval: Duration) -> finn_scheduler::TaskSpec {
+    let jitter = row.jitter.min(interval / 6);
+    let spec = finn_scheduler::TaskSpec::new(row.id, interval)
+        .jitter(jitter)
+        .min_delay(interval.min(finn_scheduler::DEFAULT_MIN_DELAY))
+        .timeout(row.timeout);
+    match row.group {
+        Some(group) => spec.group(group, finn_scheduler::GroupPolicy::Wait),
+        None => spec,
+    }
+}
+
+fn scheduler_err(e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: PathBuf::from("<scheduler>"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// The last tier: an empty keyed state.
+fn template() -> Result<TemplateSource, Error> {
+    TemplateSource::bundled("empty")
+        .with_file(crate::state::SNAPSHOT_FILE, StateStore::empty_snapshot())
+        .map_err(|e| Error::Io {
+            path: PathBuf::from(crate::state::SNAPSHOT_FILE),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+fn to_ckpt_lsn(lsn: Lsn) -> finn_checkpoint::Lsn {
+    finn_checkpoint::Lsn::new(lsn.get())
+}
