@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::thread::JoinHandle;
 
 use crate::id::UlidGen;
 use crate::lock::DirLock;
@@ -11,7 +10,7 @@ use crate::reader::Iter;
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment};
 use crate::status::{CompactionReport, Metrics, PruneReport, Status};
-use crate::writer::{Background, Inner, Input, Maintenance, WriterState, background_loop};
+use crate::writer::{Background, Inner, Input, Maintenance, WriterState};
 use crate::{Durability, Error, Lsn, NewRecord, Options, Record};
 
 /// The write-ahead log. `Wal: Send + Sync`; share it with `Arc<Wal>`. All methods take `&self`.
@@ -21,7 +20,6 @@ use crate::{Durability, Error, Lsn, NewRecord, Options, Record};
 #[derive(Debug)]
 pub struct Wal {
     inner: Arc<Inner>,
-    background: Option<JoinHandle<()>>,
 }
 
 impl Wal {
@@ -94,7 +92,8 @@ impl Wal {
             free_bytes: None,
             free_checked: None,
         };
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|self_ref| Inner {
+            self_ref: self_ref.clone(),
             dir,
             options,
             read_only: false,
@@ -112,20 +111,9 @@ impl Wal {
             bg_cv: Condvar::new(),
             _lock: Some(lock),
         });
-        let thread_inner = Arc::clone(&inner);
-        let background = std::thread::Builder::new()
-            .name("finn-wal".into())
-            .spawn(move || background_loop(thread_inner))
-            .map_err(|e| Error::io(&inner.dir, e))?;
         let report = recovered.report;
         tracing::debug!(dir = %inner.dir.display(), last_lsn, repairs = report.repairs.len(), "WAL opened");
-        Ok((
-            Wal {
-                inner,
-                background: Some(background),
-            },
-            report,
-        ))
+        Ok((Wal { inner }, report))
     }
 
     /// Opens for inspection while a writer may be running: no lock is taken, nothing on disk is
@@ -173,6 +161,7 @@ impl Wal {
         };
         Ok(Wal {
             inner: Arc::new(Inner {
+                self_ref: std::sync::Weak::new(),
                 dir,
                 options,
                 read_only: true,
@@ -190,7 +179,6 @@ impl Wal {
                 bg_cv: Condvar::new(),
                 _lock: None,
             }),
-            background: None,
         })
     }
 
@@ -208,6 +196,7 @@ impl Wal {
         let placeholder = Arc::new(Segment::new(dir.clone(), file, header));
         Ok(Wal {
             inner: Arc::new(Inner {
+                self_ref: std::sync::Weak::new(),
                 dir,
                 options,
                 read_only: true,
@@ -236,7 +225,6 @@ impl Wal {
                 bg_cv: Condvar::new(),
                 _lock: None,
             }),
-            background: None,
         })
     }
 
@@ -471,14 +459,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        if let Some(handle) = self.background.take() {
-            {
-                let mut bg = self.inner.bg.lock().unwrap_or_else(|e| e.into_inner());
-                bg.shutdown = true;
-                self.inner.bg_cv.notify_all();
-            }
-            let _ = handle.join();
-        }
+        self.inner.stop_background();
         if !self.inner.read_only
             && !self.inner.is_poisoned()
             && self.durable_lsn() < self.last_lsn()

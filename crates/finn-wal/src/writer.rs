@@ -5,7 +5,8 @@
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::compaction::KeyIndex;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) maintenance: Mutex<Maintenance>,
     pub(crate) bg: Mutex<Background>,
     pub(crate) bg_cv: Condvar,
+    /// Lets `&self` methods start the background thread on first need.
+    pub(crate) self_ref: Weak<Inner>,
     pub(crate) _lock: Option<DirLock>,
 }
 
@@ -54,6 +57,9 @@ pub(crate) struct Maintenance {
 /// Work for the background thread.
 #[derive(Debug, Default)]
 pub(crate) struct Background {
+    /// Started on first need, so that a WAL that never uses `Batch`, auto-compaction or
+    /// retention never runs a thread.
+    pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) shutdown: bool,
     pub(crate) flush_deadline: Option<Instant>,
     pub(crate) compact: bool,
@@ -400,10 +406,44 @@ impl Inner {
         let compact = self.options.auto_compact && self.compaction_due();
         let retention = self.options.retention.is_enabled();
         if compact || retention {
+            self.wake_background(|bg| {
+                bg.compact |= compact;
+                bg.retention |= retention;
+            });
+        }
+    }
+
+    /// Hands work to the background thread, starting it if needed.
+    pub(crate) fn wake_background(&self, work: impl FnOnce(&mut Background)) {
+        let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
+        if bg.shutdown {
+            return;
+        }
+        work(&mut bg);
+        if bg.thread.is_none()
+            && let Some(inner) = self.self_ref.upgrade()
+        {
+            match std::thread::Builder::new()
+                .name("finn-wal".into())
+                .spawn(move || background_loop(inner))
+            {
+                Ok(handle) => bg.thread = Some(handle),
+                Err(e) => tracing::error!(error = %e, "could not start the WAL background thread"),
+            }
+        }
+        self.bg_cv.notify_all();
+    }
+
+    /// Stops the background thread (called when the last handle goes away).
+    pub(crate) fn stop_background(&self) {
+        let handle = {
             let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
-            bg.compact |= compact;
-            bg.retention |= retention;
+            bg.shutdown = true;
             self.bg_cv.notify_all();
+            bg.thread.take()
+        };
+        if let Some(handle) = handle {
+            let _ = handle.join();
         }
     }
 
@@ -446,9 +486,7 @@ impl Inner {
             w.free_checked = Some(Instant::now());
             let level = self.pressure_of(wal_bytes, w.free_bytes);
             if level == Pressure::Warning && self.options.auto_compact && self.compaction_due() {
-                let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
-                bg.compact = true;
-                self.bg_cv.notify_all();
+                self.wake_background(|bg| bg.compact = true);
             }
         }
         if let Some(free) = w.free_bytes
@@ -481,12 +519,17 @@ impl Inner {
 
     fn schedule_flush(&self, max_delay: Duration) {
         let deadline = Instant::now() + max_delay;
-        let mut bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
-        let sooner = bg.flush_deadline.is_none_or(|d| deadline < d);
-        if sooner {
-            bg.flush_deadline = Some(deadline);
-            self.bg_cv.notify_all();
+        {
+            let bg = self.bg.lock().unwrap_or_else(|e| e.into_inner());
+            if bg.thread.is_some() && bg.flush_deadline.is_some_and(|d| d <= deadline) {
+                return;
+            }
         }
+        self.wake_background(|bg| {
+            if bg.flush_deadline.is_none_or(|d| deadline < d) {
+                bg.flush_deadline = Some(deadline);
+            }
+        });
     }
 
     /// Makes everything appended so far durable.
