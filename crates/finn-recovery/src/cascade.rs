@@ -710,14 +710,8 @@ impl Cascade {
                 match tokio::time::timeout_at(deadline.into(), source.wal_after(base)).await {
                     Ok(Ok(Some(records))) => shipped.extend(records),
                     Ok(Ok(None)) => {}
-                    Ok(Err(e)) => run.warn(Warning::ShippedWalUnavailable {
-                        source: source.name().to_owned(),
-                        reason: e.to_string(),
-                    }),
-                    Err(_) => run.warn(Warning::ShippedWalUnavailable {
-                        source: source.name().to_owned(),
-                        reason: "timed out".into(),
-                    }),
+                    Ok(Err(e)) => run.shipped_unreadable(source.name(), base, e.to_string()),
+                    Err(_) => run.shipped_unreadable(source.name(), base, "timed out".into()),
                 }
             }
         }
@@ -875,6 +869,19 @@ impl<'a> Run<'a> {
             source: source.to_owned(),
             reason,
         });
+    }
+
+    fn shipped_unreadable(&mut self, source: &str, base: Lsn, reason: String) {
+        self.warn(Warning::ShippedWalUnavailable {
+            source: source.to_owned(),
+            reason,
+        });
+        if self.wal_gap.is_none() {
+            self.wal_gap = Some(DegradedReason::ShippedWalUnreadable {
+                base,
+                source: source.to_owned(),
+            });
+        }
     }
 
     fn candidate_skipped(&mut self, source: &str, version: u64, label: &str, reason: String) {

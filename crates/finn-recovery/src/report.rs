@@ -56,6 +56,14 @@ pub enum DegradedReason {
     },
     /// The overall deadline passed before a remote source could restore; the template was used.
     DeadlineExceeded,
+    /// A base state was restored, but the shipped WAL after it could not be read (unreachable,
+    /// a batch failed verification, or a hole): records after `base` may be missing.
+    ShippedWalUnreadable {
+        /// The base state's LSN.
+        base: Lsn,
+        /// The source whose shipped WAL failed.
+        source: String,
+    },
 }
 
 /// One phase of the run and how long it took.

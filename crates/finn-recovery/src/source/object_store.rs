@@ -155,7 +155,7 @@ impl RecoverySource for ObjectStoreSource {
             files,
             manifest: ManifestInfo {
                 version: manifest.version,
-                lsn: Lsn::new(manifest.covered_lsn.get()),
+                lsn: manifest.covered_lsn,
                 key_id: Some(manifest.signer.to_string()),
                 label: candidate.label.clone(),
             },
@@ -168,8 +168,7 @@ impl RecoverySource for ObjectStoreSource {
             // Not the source the base came from: its records may belong to another lineage.
             return Ok(None);
         };
-        let _ = (lineage, after);
-        // FIXME(finn-checkpoint): Reader::shipped_after has not landed yet.
-        Ok(None)
+        let records = self.reader.shipped_after(lineage, after).await?;
+        Ok(Some(records))
     }
 }

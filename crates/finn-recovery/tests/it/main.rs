@@ -10,7 +10,7 @@
 
 mod boot_loop;
 mod crash;
-// mod end_to_end;
+mod end_to_end;
 mod scenarios;
 // mod tamper;
 mod util;
