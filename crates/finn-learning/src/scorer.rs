@@ -74,14 +74,22 @@ impl Tally {
         }
     }
 
+    /// Records a rule's outcome. Measured quantities (lengths, counts) are recorded even when
+    /// they give 0 points, so every score, including 0, says what it was made of.
     fn add(&mut self, points: i16, rule: impl Into<String>) {
-        if points != 0 {
-            self.points += points;
-            self.reasons.push(Contribution {
-                rule: rule.into(),
-                points,
-            });
-        }
+        self.points += points;
+        self.reasons.push(Contribution {
+            rule: rule.into(),
+            points,
+        });
+    }
+
+    /// Records an observation that gives no points (so a zero score still says why).
+    fn note(&mut self, rule: impl Into<String>) {
+        self.reasons.push(Contribution {
+            rule: rule.into(),
+            points: 0,
+        });
     }
 
     fn finish(self) -> GateScore {
@@ -162,7 +170,7 @@ impl HeuristicScorer {
     fn trigger_clarity(&self, l: &ScoreInput<'_>, trigger: &WordList) -> GateScore {
         let mut t = Tally::new();
         if l.trigger.trim().is_empty() {
-            t.add(0, "trigger is empty");
+            t.note("trigger is empty");
             return t.finish();
         }
         let forms = CLARITY_CONDITIONALS
@@ -186,6 +194,8 @@ impl HeuristicScorer {
             t.add(2, format!("trigger is {len} characters (20-200)"));
         } else if len >= 10 {
             t.add(1, format!("trigger is {len} characters"));
+        } else {
+            t.add(0, format!("trigger is {len} characters (under 10)"));
         }
         if PREPOSITIONS.iter().any(|p| trigger.followed_by_word(p)) {
             t.add(1, "trigger names a context (in/with/using/for ...)");
@@ -290,6 +300,7 @@ mod tests {
         );
         let card = HeuristicScorer.score((&l).into());
         assert_eq!(card.trigger_clarity.score, 0);
+        assert_eq!(card.trigger_clarity.reasons[0].rule, "trigger is empty");
         let eval = Thresholds::default().evaluate(&card);
         assert!(!eval.passed);
         assert!(!eval.gates[2].passed);

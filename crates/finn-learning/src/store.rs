@@ -1126,3 +1126,12 @@ fn write_export(
     report.written.push(path.to_owned());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::LearningStore>();
+    }
+}
