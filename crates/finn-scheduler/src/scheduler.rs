@@ -130,6 +130,9 @@ impl Drop for Shared {
 struct Life {
     /// Present while started; cancelling it stops every driver.
     drivers: Option<CancellationToken>,
+    /// The runtime `start` was called in; drivers of tasks registered later (possibly from a
+    /// thread outside the runtime) are spawned on it.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 struct Task {
@@ -299,8 +302,8 @@ impl Scheduler {
             }
             tasks.insert(id.clone(), Arc::clone(&task));
         }
-        if let Some(stop) = &life.drivers {
-            self.shared.activate(&task, stop.clone());
+        if let (Some(stop), Some(runtime)) = (&life.drivers, &life.runtime) {
+            self.shared.activate(&task, stop.clone(), runtime);
         }
         drop(life);
         tracing::info!(task = %id, interval = ?task.spec.interval, "task registered");
@@ -332,7 +335,7 @@ impl Scheduler {
     /// Starts the timers. Idempotent. Must be called inside a tokio runtime, whose handle is
     /// used for every later run.
     pub fn start(&self) -> Result<(), StartError> {
-        tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let mut life = lock(&self.shared.life);
         if self.shared.shut_down.load(Ordering::SeqCst) {
             return Err(StartError::ShutDown);
@@ -342,10 +345,11 @@ impl Scheduler {
         }
         let stop = CancellationToken::new();
         life.drivers = Some(stop.clone());
+        life.runtime = Some(runtime.clone());
         self.shared.started.store(true, Ordering::SeqCst);
         let tasks: Vec<Arc<Task>> = lock(&self.shared.tasks).values().cloned().collect();
         for task in &tasks {
-            self.shared.activate(task, stop.clone());
+            self.shared.activate(task, stop.clone(), &runtime);
         }
         tracing::info!(tasks = tasks.len(), "scheduler started");
         Ok(())
@@ -549,7 +553,12 @@ impl Shared {
     }
 
     /// Plans a task's first run from now and spawns its driver.
-    fn activate(self: &Arc<Self>, task: &Arc<Task>, stop: CancellationToken) {
+    fn activate(
+        self: &Arc<Self>,
+        task: &Arc<Task>,
+        stop: CancellationToken,
+        runtime: &tokio::runtime::Handle,
+    ) {
         let now = Instant::now();
         {
             let mut ctl = lock(&task.ctl);
@@ -563,7 +572,7 @@ impl Shared {
                 });
             }
         }
-        tokio::spawn(drive(Arc::downgrade(self), Arc::clone(task), stop));
+        runtime.spawn(drive(Arc::downgrade(self), Arc::clone(task), stop));
     }
 
     /// A scheduled tick of `task`, planned for `due`.

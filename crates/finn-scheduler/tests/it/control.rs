@@ -133,3 +133,62 @@ async fn stop_then_start_replans_from_the_new_start() {
     tokio::time::sleep_until(origin + secs(64)).await;
     assert_eq!(log.times("t"), vec![origin + secs(10), origin + secs(63)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn register_from_a_thread_outside_the_runtime_while_started() {
+    let s = scheduler();
+    s.start().unwrap();
+    let log = Log::default();
+    let (s1, l1) = (s.clone(), log.clone());
+    std::thread::spawn(move || register_logging(&s1, spec("t", secs(10)), &l1, ms(1)))
+        .join()
+        .unwrap();
+    tokio::time::sleep(secs(11)).await;
+    assert_eq!(log.count("t"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_task_table_matches_the_runtime_and_registers() {
+    use finn_scheduler::table::{
+        DEFAULT_TASKS, GIT_ARCHIVE, HEALTH_CHECK, OBJECT_STORE_SYNC, SYNC_GROUP, WAL_PRUNE,
+    };
+    assert_eq!(
+        (OBJECT_STORE_SYNC.interval, OBJECT_STORE_SYNC.jitter),
+        (secs(30), secs(5))
+    );
+    assert_eq!(
+        (GIT_ARCHIVE.interval, GIT_ARCHIVE.jitter),
+        (secs(3600), secs(300))
+    );
+    assert_eq!(
+        (WAL_PRUNE.interval, WAL_PRUNE.jitter),
+        (secs(3600), secs(300))
+    );
+    assert_eq!(
+        (HEALTH_CHECK.interval, HEALTH_CHECK.jitter),
+        (secs(300), secs(30))
+    );
+    // Sync, archive and prune exclude each other (anchor weakness 7.7-4); health does not wait.
+    for row in [OBJECT_STORE_SYNC, GIT_ARCHIVE, WAL_PRUNE] {
+        assert_eq!(row.group, Some(SYNC_GROUP));
+    }
+    assert_eq!(HEALTH_CHECK.group, None);
+    let s = scheduler();
+    for row in DEFAULT_TASKS {
+        s.register(row.spec(), |_| async { Ok(()) }).unwrap();
+    }
+    s.start().unwrap();
+    tokio::time::sleep(secs(2 * 3600 + 360)).await;
+    let runs: Vec<(String, u64)> = s
+        .statuses()
+        .iter()
+        .map(|st| (st.id.to_string(), st.runs))
+        .collect();
+    let sync_runs = runs
+        .iter()
+        .find(|(id, _)| id == "object_store_sync")
+        .unwrap()
+        .1;
+    assert!((240..=264).contains(&sync_runs), "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n >= 2), "{runs:?}");
+}
