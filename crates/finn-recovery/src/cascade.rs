@@ -569,7 +569,7 @@ impl Cascade {
             tokio::time::timeout_at(availability_deadline.into(), source.check_available()).await;
         let reason = match available {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
+            Ok(Err(e)) => Some(error_chain(&e)),
             Err(_) => Some(format!(
                 "availability check timed out after {:?}",
                 availability_deadline.saturating_duration_since(now)
@@ -596,7 +596,7 @@ impl Cascade {
             match tokio::time::timeout_at(source_deadline.into(), source.candidates()).await {
                 Ok(Ok(c)) if c.is_empty() => Err(SourceError::Empty.to_string()),
                 Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(error_chain(&e)),
                 Err(_) => Err(format!(
                     "listing candidates timed out after {:?}",
                     source_deadline - now
@@ -627,7 +627,7 @@ impl Cascade {
             let staged = match staged {
                 Ok(Ok(staged)) => staged,
                 Ok(Err(e)) => {
-                    last_reason = e.to_string();
+                    last_reason = error_chain(&e);
                     run.candidate_skipped(
                         &name,
                         candidate.version,
@@ -663,7 +663,7 @@ impl Cascade {
                     run.report.files_verified = v.files;
                     return Some((staging, staged));
                 }
-                Ok(Err(e)) => last_reason = e.to_string(),
+                Ok(Err(e)) => last_reason = error_chain(&e),
                 Err(join) => last_reason = format!("verification task failed: {join}"),
             }
             run.candidate_skipped(
@@ -710,7 +710,7 @@ impl Cascade {
                 match tokio::time::timeout_at(deadline.into(), source.wal_after(base)).await {
                     Ok(Ok(Some(records))) => shipped.extend(records),
                     Ok(Ok(None)) => {}
-                    Ok(Err(e)) => run.shipped_unreadable(source.name(), base, e.to_string()),
+                    Ok(Err(e)) => run.shipped_unreadable(source.name(), base, error_chain(&e)),
                     Err(_) => run.shipped_unreadable(source.name(), base, "timed out".into()),
                 }
             }
@@ -765,6 +765,21 @@ impl Cascade {
         }
         Ok(state)
     }
+}
+
+/// An error and its causes, `: `-separated, each layer once (causes live in `source()`).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn lock(path: &std::path::Path) -> Result<File, CascadeError> {

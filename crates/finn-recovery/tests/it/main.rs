@@ -12,5 +12,5 @@ mod boot_loop;
 mod crash;
 mod end_to_end;
 mod scenarios;
-// mod tamper;
+mod tamper;
 mod util;
