@@ -365,3 +365,31 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), [0xff, 0x00, 0xfe]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the agent keeps in NOTES.md survives any number of records untouched.
+        #[test]
+        fn user_text_survives_records(user in "(\\PC|\n){0,300}", n in 1usize..6) {
+            prop_assume!(!user.contains("finn-identity:change-log"));
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("NOTES.md");
+            fs::write(&path, &user).unwrap();
+            let log = ChangeLog::new(&path, 2);
+            for i in 0..n {
+                log.record(None, Checksum::of(&i.to_le_bytes()), Some("v"), UNIX_EPOCH).unwrap();
+            }
+            let text = fs::read_to_string(&path).unwrap();
+            prop_assert!(text.starts_with(&user));
+            prop_assert_eq!(log.entries().unwrap().len(), n.min(2));
+            prop_assert_eq!(log.last_checksum().unwrap(), Some(Checksum::of(&(n - 1).to_le_bytes())));
+        }
+    }
+}

@@ -66,3 +66,27 @@ fn watching_a_path_without_a_file_name_is_an_error() {
         Err(finn_identity::WatchError::BadPath { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_watched_directory_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("loa");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("BEAUVOIR.md");
+    std::fs::write(&path, valid_doc("1.0.0")).unwrap();
+    let loader = finn_identity::Loader::new(&path, fast_options(WatchMode::Native));
+    let mut events = loader.events();
+    let _guard = loader.watch().unwrap();
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    crate::util::wait_for_event(&mut events, |e| {
+        matches!(
+            e,
+            Event::Failed(finn_identity::Failure::Watch(
+                finn_identity::WatchError::DirectoryRemoved { .. }
+            ))
+        )
+    })
+    .await;
+    assert_eq!(version(&loader.current().unwrap()), Some("1.0.0"));
+}
