@@ -30,7 +30,9 @@ pub enum WatchMode {
     Auto,
     /// Native events only; [`Loader::watch`](crate::Loader::watch) fails if they are unavailable.
     Native,
-    /// Stat-and-compare polling only (network file systems, containers without inotify).
+    /// Stat-and-compare polling only (network file systems, containers without inotify). Each
+    /// scan reads every file in the document's directory to compare contents (mtime alone misses
+    /// rewrites within a coarse timestamp granularity), so keep large files elsewhere.
     Poll,
 }
 
