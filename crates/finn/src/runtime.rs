@@ -88,6 +88,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A component store failed.
+    #[error("{component}")]
+    Component {
+        /// Which component.
+        component: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// [`Finn::update_identity`] without a configured identity document.
+    #[error("no identity document is configured")]
+    NoIdentity,
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
@@ -405,6 +417,29 @@ impl FinnBuilder {
         state.advance(wal.last_lsn());
 
         let confirmed = Confirmed::load(&self.data_dir)?;
+
+        #[cfg(feature = "beads")]
+        let beads = Arc::new(open_beads(&wal, &state)?);
+        #[cfg(feature = "learning")]
+        let learning = {
+            let (store, _report) = finn_learning::LearningStore::with_wal(
+                wal.clone(),
+                state_dir.join("learning"),
+                finn_learning::StoreOptions::default(),
+            )
+            .map_err(|e| Error::Component {
+                component: "learning",
+                source: Box::new(e),
+            })?;
+            Arc::new(store)
+        };
+        // 5. Identity hot reload (after the scheduler below would also do; it needs no state).
+        #[cfg(feature = "identity")]
+        let identity = match &self.identity {
+            None => None,
+            Some(path) => Some(open_identity(path, &state)?),
+        };
+
         let inner = Arc::new(Inner {
             data_dir: self.data_dir.clone(),
             state_dir,
@@ -419,6 +454,12 @@ impl FinnBuilder {
             health: HealthAggregator::new(),
             scheduler: Scheduler::new(finn_scheduler::SchedulerOptions::default()),
             shut_down: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "beads")]
+            beads,
+            #[cfg(feature = "learning")]
+            learning,
+            #[cfg(feature = "identity")]
+            identity,
         });
         inner.register_health();
         if self.scheduler {
@@ -444,6 +485,28 @@ struct Inner {
     health: HealthAggregator,
     scheduler: Scheduler,
     shut_down: std::sync::atomic::AtomicBool,
+    #[cfg(feature = "beads")]
+    beads: Arc<finn_beads::Store>,
+    #[cfg(feature = "learning")]
+    learning: Arc<finn_learning::LearningStore>,
+    #[cfg(feature = "identity")]
+    identity: Option<Identity>,
+}
+
+/// The identity loader and its watch (dropping the guard stops hot reload).
+#[cfg(feature = "identity")]
+struct Identity {
+    loader: Arc<finn_identity::Loader>,
+    _watch: Option<finn_identity::WatchGuard>,
+}
+
+#[cfg(feature = "identity")]
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("path", &self.loader.path())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The running stack. Cheap to clone; every clone is the same runtime.
@@ -481,6 +544,41 @@ impl Finn {
     /// The keyed state (latest value per `(kind, key)`).
     pub fn state(&self) -> &StateStore {
         &self.inner.state
+    }
+
+    /// The work-item store, on the shared WAL.
+    #[cfg(feature = "beads")]
+    pub fn beads(&self) -> &finn_beads::Store {
+        &self.inner.beads
+    }
+
+    /// The learning store, on the shared WAL (its snapshot lives in `state/learning/`).
+    #[cfg(feature = "learning")]
+    pub fn learnings(&self) -> &finn_learning::LearningStore {
+        &self.inner.learning
+    }
+
+    /// The identity loader, when an identity document is configured.
+    #[cfg(feature = "identity")]
+    pub fn identity(&self) -> Option<&finn_identity::Loader> {
+        self.inner.identity.as_ref().map(|i| &*i.loader)
+    }
+
+    /// Replaces the identity document: the new text is appended to the WAL (`Kind::State`,
+    /// key `identity/document`), then written to the file atomically and reloaded. After a crash
+    /// the WAL record wins, so an acknowledged edit is never lost with the file.
+    #[cfg(feature = "identity")]
+    pub fn update_identity(&self, text: &str) -> Result<Lsn, Error> {
+        let Some(identity) = &self.inner.identity else {
+            return Err(Error::NoIdentity);
+        };
+        let lsn = self.put(Kind::State, IDENTITY_KEY, text.as_bytes().to_vec())?;
+        let path = identity.loader.path();
+        finn_wal::fs::write_atomic(path, text.as_bytes()).map_err(io_err(path))?;
+        if let Err(e) = identity.loader.load() {
+            tracing::warn!(error = %e, "identity document rejected; the last good one stays active");
+        }
+        Ok(lsn)
     }
 
     /// Appends a keyed put and folds it into the state; returns once it is locally durable.
@@ -566,7 +664,7 @@ impl Inner {
             payload,
         } = record.clone();
         let lsn = self.wal.append(record)?;
-        self.state.apply(&Record {
+        self.state.apply_ahead(&Record {
             lsn,
             id: ulid::Ulid::nil(),
             timestamp_ms: 0,
@@ -588,10 +686,16 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let covered = self.wal.last_lsn();
-            self.state.advance(covered);
+            self.catch_up(covered)?;
             self.state.write_snapshot(&self.state_dir)?;
             covered
         };
+        // Components snapshot after `covered` was cut, so each covers at least through it.
+        #[cfg(feature = "learning")]
+        self.learning.snapshot().map_err(|e| Error::Component {
+            component: "learning snapshot",
+            source: Box::new(e),
+        })?;
         let input = CheckpointInput::from_dir(&self.state_dir, to_ckpt_lsn(covered))?;
         let result = self.checkpointer.checkpoint(input).await;
         match &result {
@@ -630,6 +734,23 @@ impl Inner {
                 path: PathBuf::from("<checkpoint task>"),
                 source: std::io::Error::other(e.to_string()),
             })?
+    }
+
+    /// Folds every WAL record above the applied LSN through `to` (components such as beads
+    /// append to the WAL directly), in LSN order. Call with the write lock held.
+    fn catch_up(&self, to: Lsn) -> Result<(), Error> {
+        let from = self.state.applied_lsn().next();
+        if from <= to {
+            for record in self.wal.iter_from(from)? {
+                let record = record?;
+                if record.lsn > to {
+                    break;
+                }
+                self.state.apply(&record);
+            }
+        }
+        self.state.advance(to);
+        Ok(())
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -812,6 +933,88 @@ fn scheduler_err(e: impl std::fmt::Display) -> Error {
         path: PathBuf::from("<scheduler>"),
         source: std::io::Error::other(e.to_string()),
     }
+}
+
+/// WAL key of the identity document's text.
+pub const IDENTITY_KEY: &str = "identity/document";
+
+/// Opens the beads store on the shared WAL. Bead records are keyed post-images, so the keyed
+/// state holds the newest one of every bead even when the WAL records were pruned or came from
+/// a checkpoint; those the WAL no longer has are appended again (same post-image, idempotent)
+/// before the store folds the WAL.
+#[cfg(feature = "beads")]
+fn open_beads(wal: &Arc<Wal>, state: &StateStore) -> Result<finn_beads::Store, Error> {
+    let component = |e: finn_beads::Error| Error::Component {
+        component: "beads",
+        source: Box::new(e),
+    };
+    let store = finn_beads::Store::with_wal(wal.clone(), finn_beads::Options::default())
+        .map_err(component)?;
+    let mut missing = Vec::new();
+    for (key, value) in state.scan(Kind::Bead, finn_beads::BEAD_KEY_PREFIX) {
+        let id = &key[finn_beads::BEAD_KEY_PREFIX.len()..];
+        if store.get(id).is_none() {
+            missing.push(NewRecord::put(Kind::Bead, key.clone(), value));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(store);
+    }
+    tracing::info!(
+        beads = missing.len(),
+        "re-appending bead post-images restored from the checkpoint"
+    );
+    for lsn_record in wal
+        .append_batch(missing.clone(), finn_wal::Durability::Sync)?
+        .into_iter()
+        .zip(missing)
+    {
+        let (lsn, r) = lsn_record;
+        state.apply(&Record {
+            lsn,
+            id: ulid::Ulid::nil(),
+            timestamp_ms: 0,
+            kind: r.kind,
+            op: r.op,
+            key: r.key,
+            payload: r.payload,
+        });
+    }
+    store.refresh().map_err(component)?;
+    Ok(store)
+}
+
+/// Loads the identity document (rewriting it from the WAL's newest acknowledged text first) and
+/// starts watching it.
+#[cfg(feature = "identity")]
+fn open_identity(path: &Path, state: &StateStore) -> Result<Identity, Error> {
+    if let Some(text) = state.get(Kind::State, IDENTITY_KEY)
+        && std::fs::read(path).ok().as_deref() != Some(&text[..])
+    {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        finn_wal::fs::write_atomic(path, &text).map_err(io_err(path))?;
+    }
+    let loader = Arc::new(finn_identity::Loader::new(
+        path,
+        finn_identity::Options::default(),
+    ));
+    if let Err(e) = loader.load() {
+        // The runtime still comes up; health reports the identity as degraded.
+        tracing::warn!(error = %e, path = %path.display(), "identity document not loaded");
+    }
+    let watch = match loader.watch() {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            tracing::warn!(error = %e, "identity hot reload not started");
+            None
+        }
+    };
+    Ok(Identity {
+        loader,
+        _watch: watch,
+    })
 }
 
 /// The last tier: an empty keyed state.

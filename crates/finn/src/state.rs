@@ -76,14 +76,31 @@ impl StateStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Folds one record in. Records at or below the applied LSN are skipped, so replaying a
-    /// range twice is harmless. Events and kinds without a code are ignored.
+    /// Folds one record in and moves the applied LSN to it. Records at or below the applied
+    /// LSN are skipped, so replaying a range twice is harmless. Events and kinds without a code
+    /// only move the applied LSN.
     pub fn apply(&self, record: &Record) {
         let mut inner = self.lock();
         if record.lsn <= inner.applied {
             return;
         }
         inner.applied = record.lsn;
+        Self::fold(&mut inner, record);
+    }
+
+    /// Folds a record the caller just appended into the values *without* moving the applied
+    /// LSN: other writers' records below it may not be folded yet. A later [`StateStore::apply`]
+    /// pass over the WAL in LSN order (the runtime does one before every snapshot) folds the
+    /// same record again, which is harmless because a keyed put is idempotent.
+    pub fn apply_ahead(&self, record: &Record) {
+        let mut inner = self.lock();
+        if record.lsn <= inner.applied {
+            return;
+        }
+        Self::fold(&mut inner, record);
+    }
+
+    fn fold(inner: &mut Inner, record: &Record) {
         let (Some(code), Some(key)) = (record.kind.code(), record.key.as_ref()) else {
             return;
         };

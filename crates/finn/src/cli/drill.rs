@@ -98,6 +98,84 @@ fn store_options_from(
     o
 }
 
+/// Why an acknowledged write is not in the recovered runtime, or `None` when it is.
+fn check(finn: &Finn, kind: &str, key: &str, seq: u64, hash: &str) -> Option<String> {
+    match kind {
+        "bead" => finn
+            .beads()
+            .get(key)
+            .is_none()
+            .then(|| "bead missing".to_owned()),
+        "learning" => {
+            let Ok(id) = finn::learning::LearningId::parse(key) else {
+                return Some("unparsable learning id".to_owned());
+            };
+            finn.learnings()
+                .get(&id)
+                .is_none()
+                .then(|| "learning missing".to_owned())
+        }
+        "identity" => {
+            let text = finn.state().get(Kind::State, key)?;
+            let on_disk = finn.identity().and_then(|l| std::fs::read(l.path()).ok());
+            if on_disk.as_deref() != Some(&text[..]) {
+                return Some("identity file differs from the WAL's newest text".to_owned());
+            }
+            let revision = revision_of(&text)?;
+            (revision < seq || (revision == seq && hash_hex(&text) != hash))
+                .then(|| format!("identity revision {revision} older than acknowledged {seq}"))
+        }
+        _ => {
+            let Some(k) = kind_of(kind) else {
+                return Some("unknown kind".to_owned());
+            };
+            match finn.state().get(k, key) {
+                None => Some("missing".to_owned()),
+                Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(v) if v.seq > seq => None,
+                    Ok(v) if v.seq == seq && hash_hex(&bytes) == hash => None,
+                    Ok(v) => Some(format!(
+                        "older value (seq {} < {seq}) or different bytes",
+                        v.seq
+                    )),
+                    Err(_) => Some("undecodable value".to_owned()),
+                },
+            }
+        }
+    }
+}
+
+fn revision_of(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let rest = &text[text.find("revision ")? + "revision ".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+type Write = (String, String, u64, String, u64);
+
+/// A keyed put of a [`Value`]; returns what the parent must find after recovery.
+fn put_value(finn: &Finn, kind: &str, key: String, seq: u64, body: String) -> Result<Write> {
+    let value = serde_json::to_vec(&Value { seq, body }).context("encode")?;
+    let hash = hash_hex(&value);
+    let k = kind_of(kind).context("unknown kind")?;
+    let lsn = finn.put(k, key.clone(), value)?;
+    Ok((kind.to_owned(), key, seq, hash, lsn.get()))
+}
+
+/// A valid identity document whose revision line changes with every edit.
+fn identity_text(revision: u64) -> String {
+    format!(
+        "# Drill Agent - Identity Document\n\n> **Version**: 1.{revision}.0\n\n## Identity\n\nI am the drill agent, revision {revision}.\n\n\
+         ## Core Principles\n\n### 1. Survival is a Feature\n\nAcknowledged writes outlive the disk.\n\n\
+         ## Interaction Style\n\n### Concise\n\n- Lead with the answer\n\n\
+         ## Boundaries\n\n### What I Won't Do\n\n1. **Lose an acknowledged write**\n\n\
+         ## Recovery Protocol\n\n```\n1. restore from the object store\n2. replay the WAL\n3. continue\n```\n"
+    )
+}
+
 pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().r#gen());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -305,6 +383,7 @@ pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
                 .store_url(&store)
                 .store_options(store_options)
                 .signing_key_file(&key_path, false)
+                .identity(data.join("state").join("BEAUVOIR.md"))
                 .force_takeover(true)
                 .scheduler(false)
                 .open(),
@@ -315,18 +394,8 @@ pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
     let verify_started = Instant::now();
     let mut lost = Vec::new();
     for ((kind, key), (seq, hash, lsn)) in &acks {
-        let Some(k) = kind_of(kind) else {
-            lost.push(json!({"kind": kind, "key": key, "lsn": lsn, "why": "unknown kind"}));
-            continue;
-        };
-        match finn.state().get(k, key) {
-            None => lost.push(json!({"kind": kind, "key": key, "lsn": lsn, "why": "missing"})),
-            Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) if v.seq > *seq => {}
-                Ok(v) if v.seq == *seq && hash_hex(&bytes) == *hash => {}
-                Ok(v) => lost.push(json!({"kind": kind, "key": key, "lsn": lsn, "why": format!("older value (seq {} < {seq}) or different bytes", v.seq)})),
-                Err(_) => lost.push(json!({"kind": kind, "key": key, "lsn": lsn, "why": "undecodable value"})),
-            },
+        if let Some(why) = check(&finn, kind, key, *seq, hash) {
+            lost.push(json!({"kind": kind, "key": key, "lsn": lsn, "why": why}));
         }
     }
     let verify_time = verify_started.elapsed();
@@ -468,6 +537,7 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
                 .store_url(&args.writer_store)
                 .store_options(store_options)
                 .signing_key_file(&args.writer_key, false)
+                .identity(args.writer_data.join("state").join("BEAUVOIR.md"))
                 .wal_options(wal_options)
                 .scheduler(false)
                 .open(),
@@ -478,7 +548,7 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
     });
 
     // Writes run on their own thread (the agent); checkpoints on the async runtime (the sync task).
-    let (tx, rx) = mpsc::channel::<(String, String, u64, String, u64)>();
+    let (tx, rx) = mpsc::channel::<Write>();
     let worker = finn.clone();
     let seed = args.seed;
     std::thread::scope(|scope| -> Result<ExitCode> {
@@ -487,58 +557,61 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
             let mut config_seq = 0u64;
             let mut identity_seq = 0u64;
             for i in 0u64.. {
-                let (kind, key, seq, body) = match rng.gen_range(0..100) {
-                    0..=59 => (
-                        "session",
-                        format!("session/{i}"),
-                        i,
-                        format!(
-                            "turn {i}: user asked, agent answered with {} tokens",
-                            rng.gen_range(10..2000)
-                        ),
-                    ),
-                    60..=79 => (
-                        "memory",
-                        format!("memory/{i}"),
-                        i,
-                        format!("observation {i}: {}", "x".repeat(rng.gen_range(0..512))),
-                    ),
-                    80..=93 => {
+                let step = rng.gen_range(0..100);
+                let result = match step {
+                    0..=49 => {
+                        let tokens = rng.gen_range(10..2000);
+                        put_value(&worker, "session", format!("session/{i}"), i, format!("turn {i}: user asked, agent answered with {tokens} tokens"))
+                    }
+                    50..=64 => {
+                        let len = rng.gen_range(0..512);
+                        put_value(&worker, "memory", format!("memory/{i}"), i, format!("observation {i}: {}", "x".repeat(len)))
+                    }
+                    65..=74 => {
                         config_seq += 1;
-                        (
-                            "config",
-                            "config/agent".to_owned(),
-                            config_seq,
-                            format!("{{\"temperature\":{}}}", rng.gen_range(0..100)),
-                        )
+                        let t = rng.gen_range(0..100);
+                        put_value(&worker, "config", "config/agent".to_owned(), config_seq, format!("{{\"temperature\":{t}}}"))
+                    }
+                    75..=86 => {
+                        let id = format!("bd-drill{i}");
+                        worker
+                            .beads()
+                            .create(finn::beads::Bead::new(id.clone(), format!("drill task {i}")))
+                            .map(|id| ("bead".to_owned(), id, i, String::new(), worker.wal().last_lsn().get()))
+                            .map_err(|e| anyhow::anyhow!("bead create: {e}"))
+                    }
+                    87..=94 => {
+                        let l = finn::learning::NewLearning::new(
+                            finn::learning::Source::ErrorCycle,
+                            finn::learning::Target::Devcontainer,
+                            format!("When the build fails with error E{i} and if the deploy step reports an error"),
+                            format!("A common pattern: a stale lockfile {i} breaks the build; the same approach fixes every package manager"),
+                            format!("Delete the lockfile number {i} with `rm package-lock.json`, reinstall; tested and verified."),
+                        );
+                        worker
+                            .learnings()
+                            .add(l)
+                            .map(|l| ("learning".to_owned(), l.id.to_string(), i, String::new(), worker.wal().last_lsn().get()))
+                            .map_err(|e| anyhow::anyhow!("learning add: {e}"))
                     }
                     _ => {
                         identity_seq += 1;
-                        (
-                            "state",
-                            "identity/BEAUVOIR.md".to_owned(),
-                            identity_seq,
-                            format!("# BEAUVOIR.md\n\n## Identity\n\nrevision {identity_seq}\n"),
-                        )
+                        let text = identity_text(identity_seq);
+                        worker
+                            .update_identity(&text)
+                            .map(|lsn| ("identity".to_owned(), finn::runtime::IDENTITY_KEY.to_owned(), identity_seq, hash_hex(text.as_bytes()), lsn.get()))
+                            .map_err(|e| anyhow::anyhow!("identity edit: {e}"))
                     }
                 };
-                let value = serde_json::to_vec(&Value { seq, body }).unwrap_or_default();
-                let hash = hash_hex(&value);
-                let Some(k) = kind_of(kind) else { continue };
-                match worker.put(k, key.clone(), value) {
-                    Ok(lsn) => {
-                        emit(&Line::W { lsn: lsn.get() });
-                        if tx
-                            .send((kind.to_owned(), key, seq, hash, lsn.get()))
-                            .is_err()
-                        {
+                match result {
+                    Ok((kind, key, seq, hash, lsn)) => {
+                        emit(&Line::W { lsn });
+                        if tx.send((kind, key, seq, hash, lsn)).is_err() {
                             return;
                         }
                     }
                     Err(e) => {
-                        emit(&Line::Fail {
-                            error: format!("write failed: {e:#}"),
-                        });
+                        emit(&Line::Fail { error: format!("write failed: {e:#}") });
                         return;
                     }
                 }
@@ -547,7 +620,7 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
                 }
             }
         });
-        let mut pending: Vec<(String, String, u64, String, u64)> = Vec::new();
+        let mut pending: Vec<Write> = Vec::new();
         loop {
             std::thread::sleep(Duration::from_millis(args.checkpoint_ms));
             let t = Instant::now();
