@@ -34,9 +34,18 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
+                // The holder writes its pid right after locking; give a racing one a moment.
+                let mut pid = read_pid(dir);
+                for _ in 0..10 {
+                    if pid.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    pid = read_pid(dir);
+                }
                 return Err(Error::Locked {
                     dir: dir.to_path_buf(),
-                    pid: read_pid(dir),
+                    pid,
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
