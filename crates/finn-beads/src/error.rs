@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use finn_wal::Lsn;
-
 use crate::jsonl::LineError;
 use crate::state::ApplyError;
 use crate::validate::ValidationError;
@@ -37,16 +35,6 @@ pub enum Error {
     Locked {
         /// The lock file.
         path: PathBuf,
-    },
-    /// The WAL no longer has the records after the state's LSN (pruned after a checkpoint).
-    #[error(
-        "WAL records after lsn {applied} were pruned (first available is {first_available}); open from the checkpoint snapshot"
-    )]
-    HistoryPruned {
-        /// LSN the state covers.
-        applied: Lsn,
-        /// Oldest record still in the WAL.
-        first_available: Lsn,
     },
     /// An import file line could not be read.
     #[error("cannot import {path}")]

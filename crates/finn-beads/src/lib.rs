@@ -34,7 +34,7 @@ pub use run::{
 pub use state::{
     ApplyError, BlockReason, Blocker, Entry, FAILURE_CLOSE_KEYWORDS, State, is_failure_close,
 };
-pub use store::{Clock, LOCK_FILE, Options, Sharing, Store, WAL_DIR};
+pub use store::{Clock, DEFAULT_SEGMENT_SIZE, LOCK_FILE, Options, Sharing, Store, WAL_DIR};
 pub use timestamp::{Timestamp, TimestampError};
 pub use tx::{Patch, Tx};
 pub use validate::{

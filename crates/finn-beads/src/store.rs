@@ -20,6 +20,9 @@ pub const WAL_DIR: &str = "wal";
 /// Name of the lock file that serializes writers across processes.
 pub const LOCK_FILE: &str = "beads.lock";
 
+/// WAL segment size of a beads store (4 MiB; about 6,000 typical beads per segment).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 4 << 20;
+
 /// How the store shares its directory with other processes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,7 +46,9 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct Options {
     /// Directory sharing. Default: [`Sharing::Exclusive`].
     pub sharing: Sharing,
-    /// Options of the WAL. Default: `finn_wal::Options::default()` (durability `Sync`).
+    /// Options of the WAL. Default: `finn_wal::Options::default()` (durability `Sync`) with
+    /// [`DEFAULT_SEGMENT_SIZE`]-byte segments: beads are small, and opening a WAL scans the
+    /// preallocated tail of its newest segment, which [`Sharing::MultiProcess`] does per write.
     pub wal: finn_wal::Options,
     /// Validation limits. Default: the anchors' limits ([`Limits::default`]).
     pub limits: Limits,
@@ -57,7 +62,10 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             sharing: Sharing::default(),
-            wal: finn_wal::Options::default(),
+            wal: finn_wal::Options {
+                segment_size: DEFAULT_SEGMENT_SIZE,
+                ..finn_wal::Options::default()
+            },
             limits: Limits::default(),
             id_prefix: "bd".to_owned(),
             clock: Arc::new(SystemTime::now),
@@ -319,15 +327,11 @@ fn commit<R>(
 
 /// Folds every bead record after the state's LSN into it.
 pub(crate) fn catch_up(wal: &Wal, state: &mut State) -> Result<(), Error> {
+    // A gap between the state's LSN and the WAL's first record is normal after compaction (it
+    // drops superseded puts and keeps the newest of every key, which is all the fold needs).
+    // Records removed by `prune_through` are covered by the checkpoint snapshot the caller must
+    // open with (`Store::open_from_snapshot`).
     let from = state.lsn().next();
-    if let Some(first) = wal.first_lsn()
-        && first > from
-    {
-        return Err(Error::HistoryPruned {
-            applied: state.lsn(),
-            first_available: first,
-        });
-    }
     if wal.last_lsn() < from {
         return Ok(());
     }

@@ -1,0 +1,268 @@
+//! The write path: validation before the WAL, WAL before the state, state as a fold of the WAL.
+
+use finn_beads::{Bead, DepType, Error, Patch, Priority, State, Status, Store, ValidationError};
+use finn_wal::{Lsn, Wal};
+
+use crate::util::open;
+
+fn wal_records(dir: &std::path::Path) -> Vec<finn_wal::Record> {
+    let wal =
+        Wal::open_read_only(dir.join(finn_beads::WAL_DIR), finn_wal::Options::default()).unwrap();
+    wal.iter_from(Lsn::new(1))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+#[test]
+fn invalid_input_is_a_typed_error_and_writes_no_wal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.create(Bead::new("bd-1", "first")).unwrap();
+    let lsn = store.lsn();
+    type Case = Box<dyn Fn(&Store) -> Result<(), Error>>;
+    let cases: Vec<(Case, &str)> = vec![
+        (
+            Box::new(|s| s.create(Bead::new("../etc/passwd", "x")).map(drop)),
+            "id",
+        ),
+        (
+            Box::new(|s| s.create(Bead::new("bd-1", "dup")).map(drop)),
+            "dup",
+        ),
+        (
+            Box::new(|s| s.create(Bead::new("bd-2", "  ")).map(drop)),
+            "empty",
+        ),
+        (
+            Box::new(|s| s.create(Bead::new("bd-2", "x".repeat(1025))).map(drop)),
+            "long",
+        ),
+        (
+            Box::new(|s| {
+                let mut b = Bead::new("bd-2", "x");
+                b.priority = Priority(11);
+                s.create(b).map(drop)
+            }),
+            "priority",
+        ),
+        (
+            Box::new(|s| s.transact(|tx| Ok(tx.add_labels("bd-1", &["has space"])?))),
+            "label",
+        ),
+        (
+            Box::new(|s| {
+                s.transact(|tx| Ok(tx.add_dependency("bd-1", "bd-404", DepType::Blocks)?))
+            }),
+            "target",
+        ),
+        (
+            Box::new(|s| {
+                s.transact(|tx| Ok(tx.add_dependency("bd-1", "bd-1", DepType::Blocks)?))
+            }),
+            "self",
+        ),
+        (
+            Box::new(|s| s.transact(|tx| Ok(tx.close("bd-404", None)?))),
+            "unknown",
+        ),
+        (
+            Box::new(|s| s.transact(|tx| Ok(tx.set_status("bd-1", Status::Tombstone)?))),
+            "tombstone",
+        ),
+    ];
+    for (f, name) in cases {
+        let err = f(&store).unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{name}: {err:?}");
+        assert_eq!(store.lsn(), lsn, "{name} wrote a record");
+    }
+    // A failing step discards the whole transaction, including earlier valid steps.
+    let err = store
+        .transact(|tx| {
+            tx.add_labels(&id, &["ok"])?;
+            tx.add_labels(&id, &["not ok"])?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Validation(ValidationError::InvalidLabel { .. })
+    ));
+    assert!(!store.get(&id).unwrap().has_label("ok"));
+    assert_eq!(wal_records(dir.path()).len(), 1);
+}
+
+#[test]
+fn cycles_through_blocking_edges_are_rejected_but_related_edges_may_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for id in ["a", "b", "c"] {
+        store.create(Bead::new(id, id)).unwrap();
+    }
+    store
+        .transact(|tx| {
+            tx.add_dependency("a", "b", DepType::Blocks)?;
+            tx.add_dependency("b", "c", DepType::ParentChild)?;
+            Ok(())
+        })
+        .unwrap();
+    let err = store
+        .transact(|tx| Ok(tx.add_dependency("c", "a", DepType::WaitsFor)?))
+        .unwrap_err();
+    let Error::Validation(ValidationError::DependencyCycle { path }) = err else {
+        panic!("expected a cycle error, got {err:?}")
+    };
+    assert_eq!(path, ["c", "a", "b", "c"]);
+    store
+        .transact(|tx| Ok(tx.add_dependency("c", "a", DepType::Related)?))
+        .unwrap();
+}
+
+#[test]
+fn restart_replays_to_the_same_state_and_generated_ids_are_never_reminted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.create(Bead::new("", "generated")).unwrap();
+    assert!(id.starts_with("bd-"));
+    store
+        .transact(|tx| {
+            tx.update(
+                &id,
+                Patch {
+                    description: Some(Some("desc".into())),
+                    priority: Some(Priority(0)),
+                    ..Patch::default()
+                },
+            )?;
+            tx.add_labels(&id, &["x", "y"])?;
+            tx.remove_labels(&id, &["x"])?;
+            tx.comment(&id, Some("me"), "hello")?;
+            tx.close(&id, Some("done"))?;
+            tx.reopen(&id)?;
+            Ok(())
+        })
+        .unwrap();
+    let before = store.read(|s| s.clone());
+    drop(store);
+    let store = open(dir.path());
+    store.read(|s| assert_eq!(*s, before));
+    let b = store.get(&id).unwrap();
+    assert_eq!(b.labels, ["y"]);
+    assert_eq!(b.comments.len(), 1);
+    assert_eq!(b.status, Status::Open);
+    assert_eq!(store.read(|s| s.len()), 1);
+}
+
+#[test]
+fn folding_every_record_twice_or_from_a_snapshot_gives_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..20 {
+        let id = store.create(Bead::new(format!("b{i}"), "t")).unwrap();
+        if i > 0 {
+            store
+                .transact(|tx| {
+                    Ok(tx.add_dependency(&id, &format!("b{}", i - 1), DepType::Blocks)?)
+                })
+                .unwrap();
+        }
+        store
+            .transact(|tx| {
+                tx.comment(&id, None, "c")?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    let expected = store.read(|s| s.clone());
+    let (snap, snap_lsn) = store.snapshot();
+    drop(store);
+    let records = wal_records(dir.path());
+    // Apply each record twice, in LSN order.
+    let mut twice = State::new();
+    for r in &records {
+        twice.apply(r).unwrap();
+        twice.apply(r).unwrap();
+    }
+    assert_eq!(twice, expected);
+    // Re-applying the whole log again is a no-op (LSN high-water mark).
+    twice.apply_all(&records).unwrap();
+    assert_eq!(twice, expected);
+    assert_eq!(twice.blocked_ids(), expected.blocked_ids());
+    // Snapshot at the end, then replay from it.
+    let restored = State::from_snapshot(&snap, snap_lsn).unwrap();
+    assert_eq!(restored, expected);
+    assert!(State::from_snapshot(&snap, Lsn::new(snap_lsn.get() + 1)).is_err());
+    // Snapshot midway, then fold the rest.
+    let mut half = State::new();
+    half.apply_all(&records[..records.len() / 2]).unwrap();
+    let mut resumed = State::from_snapshot(&half.snapshot(), half.lsn()).unwrap();
+    resumed.apply_all(&records).unwrap();
+    assert_eq!(resumed, expected);
+    // Opening a store from the snapshot replays only the tail.
+    let store = Store::open_from_snapshot(
+        dir.path(),
+        finn_beads::Options::default(),
+        &half.snapshot(),
+        half.lsn(),
+    )
+    .unwrap();
+    store.read(|s| assert_eq!(*s, expected));
+}
+
+#[test]
+fn delete_keeps_an_exported_tombstone_that_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create(Bead::new("a", "a")).unwrap();
+    store.create(Bead::new("b", "b")).unwrap();
+    store
+        .transact(|tx| Ok(tx.add_dependency("b", "a", DepType::Blocks)?))
+        .unwrap();
+    assert!(store.read(|s| s.is_blocked("b")));
+    store
+        .transact(|tx| Ok(tx.delete("a", Some("dup"), Some("me"))?))
+        .unwrap();
+    let a = store.get("a").unwrap();
+    assert_eq!(a.status, Status::Tombstone);
+    assert_eq!(a.original_type.as_deref(), Some("task"));
+    assert!(!store.read(|s| s.is_blocked("b")));
+    let text = crate::util::export_string(&store);
+    assert!(text.contains("\"tombstone\""));
+    let err = store.transact(|tx| Ok(tx.reopen("a")?)).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Validation(ValidationError::Deleted { .. })
+    ));
+}
+
+#[test]
+fn exclusive_store_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let err = Store::open(dir.path(), finn_beads::Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+}
+
+#[test]
+fn records_of_other_kinds_in_a_shared_wal_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), finn_wal::Options::default()).unwrap();
+    let wal = std::sync::Arc::new(wal);
+    wal.append(finn_wal::NewRecord::event(
+        finn_wal::Kind::Session,
+        b"not a bead".to_vec(),
+    ))
+    .unwrap();
+    let store = Store::with_wal(wal.clone(), finn_beads::Options::default()).unwrap();
+    store.create(Bead::new("a", "a")).unwrap();
+    wal.append(finn_wal::NewRecord::event(
+        finn_wal::Kind::Audit,
+        b"x".to_vec(),
+    ))
+    .unwrap();
+    store.create(Bead::new("b", "b")).unwrap();
+    assert_eq!(store.lsn(), Lsn::new(4));
+    drop(store);
+    let store = Store::with_wal(wal, finn_beads::Options::default()).unwrap();
+    assert_eq!(store.read(|s| s.len()), 2);
+}
