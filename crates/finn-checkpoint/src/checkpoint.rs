@@ -44,7 +44,8 @@ pub struct CheckpointerOptions {
     pub parallelism: usize,
     /// Files larger than this are streamed and uploaded in parts. Default: 8 MiB.
     pub multipart_threshold: u64,
-    /// Multipart part size. Default: 8 MiB.
+    /// Multipart part size. Default: 8 MiB. S3 and R2 need at least 5 MiB (except for the last
+    /// part); smaller values are for stores without that limit and for tests.
     pub part_size: usize,
     /// After each upload, read the object back and compare its hash (besides its size).
     /// Default: true.
@@ -140,6 +141,9 @@ pub(crate) struct WriterState {
     pub(crate) head: Option<SignedManifest>,
     pub(crate) pending_parent: Option<ParentLink>,
     pub(crate) shipped: Lsn,
+    /// Highest LSN used by anything outside this lineage's accepted history; shipping a record
+    /// at or below it would reuse an LSN.
+    pub(crate) foreign_lsn: Lsn,
     pub(crate) high_water: HighWater,
     pub(crate) stopped: bool,
 }
@@ -234,6 +238,18 @@ impl Checkpointer {
             .map(|b| b.last)
             .max()
             .unwrap_or(Lsn::ZERO);
+        let head_version = head.as_ref().map(|h| h.version).unwrap_or(0);
+        let mut foreign_lsn = batches
+            .iter()
+            .filter(|b| b.lineage != lineage || fences.batch_fenced(b.epoch, b.last))
+            .map(|b| b.last)
+            .max()
+            .unwrap_or(Lsn::ZERO);
+        for &v in manifests.iter().filter(|&&v| v > head_version) {
+            if let Some(lsn) = reader.peek_covered_lsn(v).await? {
+                foreign_lsn = foreign_lsn.max(lsn);
+            }
+        }
         let epoch = lease.epoch;
         tracing::info!(epoch, %lineage, version = manifest_hw, lsn = %lsn_hw, "checkpoint writer open");
         Ok(Self {
@@ -248,6 +264,7 @@ impl Checkpointer {
                 head,
                 pending_parent,
                 shipped,
+                foreign_lsn,
                 high_water: HighWater {
                     version: manifest_hw,
                     lsn: lsn_hw,
@@ -376,7 +393,10 @@ impl Checkpointer {
 
         // Phase 1c: upload what is missing.
         let remote = &self.remote;
-        let uploads = prepared.iter().map(|p| upload::upload(remote, p, settings));
+        let uploads: Vec<_> = prepared
+            .iter()
+            .map(|p| Box::pin(upload::upload(remote, p, settings)))
+            .collect();
         let results: Vec<_> = futures::stream::iter(uploads)
             .buffered(parallel)
             .collect()

@@ -290,7 +290,7 @@ pub enum Error {
     },
     /// The WAL failed.
     #[error("wal error")]
-    Wal(#[from] crate::wal_shim::WalError),
+    Wal(#[from] finn_wal::Error),
     /// A key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),

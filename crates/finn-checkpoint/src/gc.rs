@@ -62,16 +62,15 @@ impl Checkpointer {
         let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
         for v in scan_manifests(remote).await? {
             let key = remote.key(&layout::manifest_key(v));
-            match remote.get(&key).await? {
-                Some(bytes) => match Manifest::decode(&bytes) {
+            if let Some(bytes) = remote.get(&key).await? {
+                match Manifest::decode(&bytes) {
                     Ok((m, _)) => {
                         manifests.insert(v, m);
                     }
                     Err(e) => {
                         tracing::warn!(version = v, error = %e, "gc leaves undecodable manifest alone")
                     }
-                },
-                None => {}
+                }
             }
         }
         let (mut fenced, mut valid) = (Vec::new(), Vec::new());
@@ -108,7 +107,7 @@ impl Checkpointer {
                 .and_then(|v| v.get("started_at_ms"))
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
-            let stale = now.saturating_sub(started) > stale_intent_age.as_millis() as u64;
+            let stale = now.saturating_sub(started) >= stale_intent_age.as_millis() as u64;
             if stale {
                 remote.delete(&meta.location).await?;
                 report.deleted_intents += 1;

@@ -11,16 +11,17 @@ pub mod manifest;
 mod path;
 mod read;
 mod remote;
+mod ship;
 mod sign;
 mod store;
 mod upload;
-mod wal_shim;
 
 pub use checkpoint::{
     CheckpointReport, Checkpointer, CheckpointerOptions, HighWater, LineageMode, publish,
 };
 pub use codec::{Codec, Compression};
 pub use error::{Error, RemoteFailure, RemoteOp};
+pub use finn_wal::Lsn;
 pub use gc::GcReport;
 pub use layout::BatchName;
 pub use lease::{DEFAULT_LEASE_TTL, Fences, Seal, Takeover};
@@ -31,7 +32,7 @@ pub use manifest::{
 pub use path::{CheckpointPath, PathDefect};
 pub use read::{ChainCheck, FetchReport, Reader, VerifiedManifest, VersionEntry};
 pub use remote::{DEFAULT_TIMEOUT, Remote, RemoteOptions, default_breaker};
+pub use ship::{ShipReport, ShippedBatch};
 pub use sign::{KeyError, KeyId, Keyring, SecretPem, SignatureError, SigningKey, VerifyingKey};
 pub use store::{StoreOptions, open_store};
 pub use upload::{CheckpointInput, FileSource};
-pub use wal_shim::Lsn;

@@ -157,6 +157,25 @@ impl Reader {
         &self.remote
     }
 
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The lineage a restore should follow: that of the newest manifest that verifies, else
+    /// that of the newest accepted shipped batch (WAL shipped before any checkpoint).
+    pub async fn lineage_of_newest(&self) -> Result<Option<LineageId>, Error> {
+        if let Some(m) = self.newest().await? {
+            return Ok(Some(m.lineage));
+        }
+        let fences = self.fences().await?;
+        Ok(scan_batches(&self.remote, None)
+            .await?
+            .into_iter()
+            .filter(|b| !fences.batch_fenced(b.epoch, b.last))
+            .max_by_key(|b| b.last)
+            .map(|b| b.lineage))
+    }
+
     /// Every manifest version present, newest first (listing only; nothing verified yet).
     pub async fn versions(&self) -> Result<Vec<VersionEntry>, Error> {
         let mut v = scan_manifest_entries(&self.remote).await?;
@@ -378,18 +397,24 @@ impl Reader {
             path: dir.to_path_buf(),
             source,
         })?;
-        let jobs = manifest.files.iter().map(|f| async move {
-            let dest = f.path.under(dir);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|source| Error::Io {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-            }
-            self.fetch_file(f, &dest).await.map(|d| (f.size, d))
-        });
+        let jobs: Vec<_> = manifest
+            .files
+            .iter()
+            .map(|f| {
+                Box::pin(async move {
+                    let dest = f.path.under(dir);
+                    if let Some(parent) = dest.parent() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(|source| Error::Io {
+                                path: parent.to_path_buf(),
+                                source,
+                            })?;
+                    }
+                    self.fetch_file(f, &dest).await.map(|d| (f.size, d))
+                })
+            })
+            .collect();
         let mut report = FetchReport::default();
         let mut results = futures::stream::iter(jobs).buffer_unordered(parallelism.max(1));
         while let Some(r) = results.next().await {
@@ -490,7 +515,7 @@ fn spawn_sink(
             sink.file.sync_data().map_err(io(&tmp))?;
             drop(sink.file);
             std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-            crate::wal_shim::sync_dir(&dir).map_err(io(&dir))
+            finn_wal::fs::sync_dir(&dir).map_err(io(&dir))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);

@@ -182,7 +182,7 @@ impl SigningKey {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        crate::wal_shim::sync_dir(dir).map_err(io)
+        finn_wal::fs::sync_dir(dir).map_err(io)
     }
 
     /// The matching public key.

@@ -6,5 +6,6 @@ mod incremental;
 mod lineage;
 mod protocol;
 mod race;
+mod ship;
 mod tamper;
 mod util;

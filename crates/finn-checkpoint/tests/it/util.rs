@@ -69,12 +69,6 @@ pub fn s3() -> Option<Backend> {
     })
 }
 
-pub fn backends() -> Vec<Backend> {
-    let mut out = vec![memory(), local()];
-    out.extend(s3());
-    out
-}
-
 /// A remote whose breaker never opens (fault tests inject many failures on purpose).
 pub fn remote(store: Arc<dyn ObjectStore>, prefix: &str) -> Remote {
     let breaker =
@@ -113,15 +107,6 @@ pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-/// Writes a map of files under `dir`.
-pub fn write_tree(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
-    for (rel, bytes) in files {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
 }
 
 /// Deterministic pseudo-random bytes (incompressible).
