@@ -53,7 +53,7 @@ impl From<Lsn> for u64 {
 
 /// What a record is about. Stored as a `u16` whose codes are fixed forever.
 #[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     /// Code 1: agent session state.
     Session,
