@@ -1,5 +1,6 @@
 //! Two-phase, signed, content-addressed checkpoints to any object store, WAL shipping and a git archive.
 
+mod archive;
 mod checkpoint;
 pub mod codec;
 mod error;
@@ -16,6 +17,10 @@ mod sign;
 mod store;
 mod upload;
 
+pub use archive::{
+    ARCHIVE_MANIFEST, ARCHIVE_MANIFEST_JSON, ARCHIVE_STATE_DIR, ArchiveReport,
+    DEFAULT_ARCHIVE_BRANCH, GitArchive,
+};
 pub use checkpoint::{
     CheckpointReport, Checkpointer, CheckpointerOptions, HighWater, LineageMode, publish,
 };

@@ -2,6 +2,7 @@
 
 mod faults;
 mod fencing;
+mod git;
 mod incremental;
 mod lineage;
 mod protocol;
