@@ -32,7 +32,9 @@ pub const DEFAULT_STATE_DIR: &str = "state";
 /// Default name of the WAL directory inside the data directory.
 pub const DEFAULT_WAL_DIR: &str = "wal";
 
-/// Paths of a data directory. See the [module docs](self).
+/// Paths of a data directory: `state/`, `wal/` and `recovery/` (`lock`, `boot-journal.json`,
+/// `swap.json`, `staging/<ulid>/`, `aside/<ulid>-<what>/`). `state/` and `recovery/` must share
+/// a filesystem (the swap is a rename).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     data_dir: PathBuf,

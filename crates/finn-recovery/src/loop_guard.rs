@@ -146,7 +146,8 @@ pub enum JournalError {
     NoAttempt,
 }
 
-/// The persisted boot-attempt journal. See the [module docs](self).
+/// The persisted boot-attempt journal: each boot is recorded durably before it starts and
+/// closed with its outcome; boots that failed or died inside the window are counted.
 ///
 /// ```
 /// use finn_recovery::{BootJournal, LoopPolicy, Outcome, SystemClock};

@@ -133,7 +133,7 @@ impl Staging {
     }
 
     /// Creates a file for streaming writes (large objects). The caller writes it; it is
-    /// fdatasynced by [`Staging::seal`] before anything is swapped in. `len` is added to
+    /// fdatasynced by the cascade before anything is swapped in. `len` is added to
     /// [`Staging::bytes`].
     pub fn create(&mut self, path: &CheckpointPath, len: u64) -> Result<File, StageError> {
         let (file, full) = self.open_new(path)?;
@@ -145,7 +145,7 @@ impl Staging {
     /// Creates the parent directories of `path` (never through a symlink) and returns where
     /// the file goes, for tools that write the file themselves (a downloader that writes a temp
     /// file and renames it). The file must be durable before the call that staged it returns;
-    /// [`Staging::seal`] fsyncs the directories. `len` is added to [`Staging::bytes`].
+    /// the cascade fsyncs the directories before the swap. `len` is added to [`Staging::bytes`].
     pub fn destination(&mut self, path: &CheckpointPath, len: u64) -> Result<PathBuf, StageError> {
         let full = path.under(&self.dir);
         let parent = full.parent().unwrap_or(&self.dir).to_path_buf();

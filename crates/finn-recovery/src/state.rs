@@ -185,10 +185,13 @@ pub enum Event {
     },
 }
 
+/// A registered event callback.
+pub(crate) type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Where events go: a callback, a channel, or both. Cloning shares the targets.
 #[derive(Clone, Default)]
 pub(crate) struct EventSink {
-    callbacks: Vec<Arc<dyn Fn(&Event) + Send + Sync>>,
+    callbacks: Vec<Callback>,
     channels: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
@@ -202,7 +205,7 @@ impl fmt::Debug for EventSink {
 }
 
 impl EventSink {
-    pub(crate) fn add_callback(&mut self, callback: Arc<dyn Fn(&Event) + Send + Sync>) {
+    pub(crate) fn add_callback(&mut self, callback: Callback) {
         self.callbacks.push(callback);
     }
 
