@@ -734,3 +734,44 @@ async fn a_second_concurrent_cascade_is_refused() {
     assert!(matches!(err, CascadeError::Busy { .. }), "{err}");
     slow_run.abort();
 }
+
+#[tokio::test]
+async fn deferred_confirmation_counts_an_unconfirmed_boot_as_failed() {
+    use finn_recovery::BootConfirmation;
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_700_000_000_000);
+    let policy = LoopPolicy {
+        max_failures: 2,
+        window: Duration::from_secs(600),
+    };
+    let cascade = || {
+        builder(data.path())
+            .clock(clock.clone())
+            .loop_policy(policy)
+            .boot_confirmation(BootConfirmation::Deferred)
+            .source(FakeSource::new("r", SourceKind::ObjectStore, state("r", 1)))
+    };
+    // Two boots recover but the application dies before confirming: a crash loop after recovery.
+    for _ in 0..2 {
+        let recovery = cascade().build().run().await.unwrap();
+        assert_eq!(recovery.report().state, State::Running);
+        drop(recovery);
+    }
+    let mut third = cascade().source(template()).build().run().await.unwrap();
+    assert_eq!(third.report().state, State::LoopDetected);
+    third.confirm_boot().unwrap();
+    drop(third);
+    // A confirmed boot is not a failure; after the window the next boot is normal, and a
+    // confirmed RUNNING boot clears the journal.
+    clock.advance(Duration::from_secs(601));
+    let mut fourth = cascade().build().run().await.unwrap();
+    assert_eq!(fourth.report().state, State::Running);
+    fourth.confirm_boot().unwrap();
+    drop(fourth);
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("recovery/boot-journal.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(journal["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(journal["attempts"][0]["outcome"], "running");
+}
