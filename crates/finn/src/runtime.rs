@@ -355,10 +355,7 @@ impl FinnBuilder {
     }
 
     fn remote(&self) -> Result<Remote, Error> {
-        let url = match &self.store_url {
-            Some(u) => u.clone(),
-            None => format!("file://{}", self.data_dir.join("objects").display()),
-        };
+        let url = self.store_url_in_effect();
         if let Ok(StoreUrl::Local(dir)) = StoreUrl::parse(&url) {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -369,11 +366,7 @@ impl FinnBuilder {
         )?)
     }
 
-    /// Runs the boot sequence (see the [module docs](self)).
-    pub async fn open(self) -> Result<Finn, Error> {
-        let started = Instant::now();
-        std::fs::create_dir_all(&self.data_dir).map_err(io_err(&self.data_dir))?;
-        let key = self.load_key()?;
+    fn keyring(&self, key: &SigningKey) -> Result<Keyring, Error> {
         let mut keyring = Keyring::trusting(key.verifying_key());
         for path in &self.trusted {
             let vk = VerifyingKey::load(path).map_err(|source| Error::Key {
@@ -382,6 +375,39 @@ impl FinnBuilder {
             })?;
             keyring.trust(vk);
         }
+        Ok(keyring)
+    }
+
+    /// A read-only view of the object store prefix (list and verify checkpoints) that trusts
+    /// the configured keys. Takes no lease and no lock; never creates a key.
+    pub fn reader(&self) -> Result<finn_checkpoint::Reader, Error> {
+        let key = match &self.key {
+            KeySource::Key(k) => k.clone(),
+            KeySource::File { path, .. } => {
+                SigningKey::load(path).map_err(|source| Error::Key {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        let keyring = self.keyring(&key)?;
+        Ok(finn_checkpoint::Reader::new(self.remote()?, keyring))
+    }
+
+    /// The object store URL in effect.
+    pub fn store_url_in_effect(&self) -> String {
+        match &self.store_url {
+            Some(u) => u.clone(),
+            None => format!("file://{}", self.data_dir.join("objects").display()),
+        }
+    }
+
+    /// Runs the boot sequence (see the [module docs](self)).
+    pub async fn open(self) -> Result<Finn, Error> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&self.data_dir).map_err(io_err(&self.data_dir))?;
+        let key = self.load_key()?;
+        let keyring = self.keyring(&key)?;
         let remote = self.remote()?;
 
         // 1. The lease first, so the restore below sees exactly what the seal recorded.
@@ -389,6 +415,21 @@ impl FinnBuilder {
         options.takeover = self.takeover;
         let checkpointer =
             Checkpointer::open(remote.clone(), key.clone(), keyring.clone(), options).await?;
+
+        // A brand-new agent (no local state, nothing in the object store) starts from an empty
+        // state of its own rather than the cascade's template tier: the cascade treats a
+        // template-born state as provisional and would later prefer the first checkpoint over
+        // newer local WAL records appended on top of it.
+        let state_dir = self.data_dir.join("state");
+        let high = checkpointer.high_water().await;
+        if !state_dir.exists() && high.version == 0 && high.lsn == finn_checkpoint::Lsn::ZERO {
+            let fresh = self.data_dir.join(".state-fresh");
+            let _ = std::fs::remove_dir_all(&fresh);
+            std::fs::create_dir_all(&fresh).map_err(io_err(&fresh))?;
+            StateStore::new().write_snapshot(&fresh)?;
+            std::fs::rename(&fresh, &state_dir).map_err(io_err(&state_dir))?;
+            finn_wal::fs::sync_dir(&self.data_dir).map_err(io_err(&self.data_dir))?;
+        }
 
         // 2. The cascade: local → object store (+ shipped WAL) → template.
         let layout = Layout::new(&self.data_dir);
@@ -409,7 +450,6 @@ impl FinnBuilder {
         }
 
         // 3. Replay into the keyed state.
-        let state_dir = self.data_dir.join("state");
         let state = StateStore::load(&state_dir)?;
         for record in wal.iter_from(state.applied_lsn().next())? {
             state.apply(&record?);
@@ -445,7 +485,7 @@ impl FinnBuilder {
             state_dir,
             wal,
             state,
-            checkpointer,
+            checkpointer: tokio::sync::RwLock::new(Some(checkpointer)),
             recovery: report,
             write: Mutex::new(()),
             confirmed: Mutex::new(confirmed),
@@ -475,7 +515,8 @@ struct Inner {
     state_dir: PathBuf,
     wal: Arc<Wal>,
     state: StateStore,
-    checkpointer: Checkpointer,
+    /// `None` once shut down (the lease was released).
+    checkpointer: tokio::sync::RwLock<Option<Checkpointer>>,
     recovery: RecoveryReport,
     /// Serialises keyed appends with their fold, so the fold sees them in LSN order.
     write: Mutex<()>,
@@ -600,8 +641,18 @@ impl Finn {
 
     /// Checkpoints now: snapshots the state into `state/`, uploads it and publishes a signed
     /// manifest. Every write acknowledged before the call is remotely durable when it returns.
-    pub async fn checkpoint(&self) -> Result<CheckpointReport, Error> {
+    ///
+    /// Returns `None` without touching the object store when nothing was appended since the
+    /// last published checkpoint.
+    pub async fn checkpoint(&self) -> Result<Option<CheckpointReport>, Error> {
         self.inner.checkpoint().await
+    }
+
+    /// Deletes manifests beyond the retention count, stale intents and unreferenced objects.
+    pub async fn gc(&self) -> Result<finn_checkpoint::GcReport, Error> {
+        let guard = self.inner.checkpointer.read().await;
+        let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+        Ok(checkpointer.gc().await?)
     }
 
     /// Highest LSN stored in the object store (by a published checkpoint).
@@ -628,6 +679,11 @@ impl Finn {
         self.inner
             .shut_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Give the lease up so the next writer need not wait for its TTL.
+        let checkpointer = self.inner.checkpointer.write().await.take();
+        if let Some(c) = checkpointer {
+            c.release().await?;
+        }
         result
     }
 }
@@ -676,7 +732,7 @@ impl Inner {
         Ok(lsn)
     }
 
-    async fn checkpoint(&self) -> Result<CheckpointReport, Error> {
+    async fn checkpoint(&self) -> Result<Option<CheckpointReport>, Error> {
         // Everything appended so far is durable; hold the write lock while the snapshot is cut
         // so it is complete through exactly `covered`.
         self.wal.sync()?;
@@ -686,6 +742,9 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let covered = self.wal.last_lsn();
+            if covered > Lsn::ZERO && covered == self.confirmed().checkpointed_lsn {
+                return Ok(None);
+            }
             self.catch_up(covered)?;
             self.state.write_snapshot(&self.state_dir)?;
             covered
@@ -697,7 +756,10 @@ impl Inner {
             source: Box::new(e),
         })?;
         let input = CheckpointInput::from_dir(&self.state_dir, to_ckpt_lsn(covered))?;
-        let result = self.checkpointer.checkpoint(input).await;
+        let guard = self.checkpointer.read().await;
+        let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+        let result = checkpointer.checkpoint(input).await;
+        drop(guard);
         match &result {
             Ok(_) => {
                 let mut c = self
@@ -719,14 +781,16 @@ impl Inner {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e.to_string()));
             }
         }
-        Ok(result?)
+        Ok(Some(result?))
     }
 
     /// [`Inner::checkpoint`] for contexts that need a `Send` future (the scheduler, `tokio::spawn`):
     /// rustc cannot prove finn-checkpoint's upload future `Send` for every lifetime (a known
     /// higher-ranked inference limit with stream combinators), so the future is built and driven on
     /// a blocking thread of the same runtime instead.
-    async fn checkpoint_on_blocking_thread(self: Arc<Self>) -> Result<CheckpointReport, Error> {
+    async fn checkpoint_on_blocking_thread(
+        self: Arc<Self>,
+    ) -> Result<Option<CheckpointReport>, Error> {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || handle.block_on(self.checkpoint()))
             .await

@@ -101,6 +101,10 @@ pub(crate) struct RunArgs {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+    /// Take the object-store lease over from a writer known to be dead (instead of waiting up
+    /// to its 60 s TTL).
+    #[arg(long)]
+    pub force_takeover: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +112,9 @@ pub(crate) struct RecoverArgs {
     /// Show what recovery would restore, without touching the data directory.
     #[arg(long)]
     pub dry_run: bool,
+    /// Take the object-store lease over from a writer known to be dead.
+    #[arg(long)]
+    pub force_takeover: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,13 +163,9 @@ pub(crate) enum CheckpointCommand {
         /// Checkpoint id; default: the newest.
         id: Option<String>,
     },
-    /// Delete checkpoints and shipped WAL batches beyond the retention policy.
-    #[command(after_help = "Example:\n  finn checkpoint gc --keep 5")]
-    Gc {
-        /// Keep this many newest checkpoints.
-        #[arg(long, default_value_t = 5)]
-        keep: usize,
-    },
+    /// Delete checkpoints beyond the retention count (10 newest), stale intents and unreferenced objects.
+    #[command(after_help = "Example:\n  finn checkpoint gc --json")]
+    Gc,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,11 +206,9 @@ pub(crate) enum BeadsCommand {
     /// List beads that are ready to work on, highest priority first.
     #[command(after_help = "Example:\n  finn beads ready --json")]
     Ready,
-    /// Claim a bead for a worker with a time-limited lease.
-    #[command(after_help = "Example:\n  finn beads claim bd-12 --owner agent-1 --lease-secs 600")]
+    /// Claim the best ready bead for a worker with a time-limited lease (prints the claim id).
+    #[command(after_help = "Example:\n  finn beads claim --owner agent-1 --lease-secs 600 --json")]
     Claim {
-        /// Bead id.
-        id: String,
         /// Who claims it.
         #[arg(long)]
         owner: String,
@@ -215,14 +216,22 @@ pub(crate) enum BeadsCommand {
         #[arg(long, default_value_t = 900)]
         lease_secs: u64,
     },
-    /// Release a claimed bead.
-    #[command(after_help = "Example:\n  finn beads release bd-12 --owner agent-1")]
+    /// Release a claimed bead: done (closes it) or blocked.
+    #[command(
+        after_help = "Example:\n  finn beads release bd-12 --claim 01J… --owner agent-1\n  finn beads release bd-12 --claim 01J… --owner agent-1 --blocked \"waiting for review\""
+    )]
     Release {
         /// Bead id.
         id: String,
+        /// Claim id printed by 'finn beads claim'.
+        #[arg(long)]
+        claim: String,
         /// Who holds the claim.
         #[arg(long)]
         owner: String,
+        /// Mark the bead blocked with this reason instead of closing it.
+        #[arg(long, value_name = "REASON")]
+        blocked: Option<String>,
     },
     /// Show one bead.
     #[command(after_help = "Example:\n  finn beads show bd-12 --json")]
@@ -236,18 +245,18 @@ pub(crate) enum BeadsCommand {
 pub(crate) enum LearningsCommand {
     /// Add a learning (it passes the quality gates or is rejected with the failing gate).
     #[command(
-        after_help = "Example:\n  finn learnings add --trigger \"cargo test hangs\" --solution \"run with --test-threads=1 when tests share a port\""
+        after_help = "Example:\n  finn learnings add --trigger \"When cargo test hangs and if tests share a port\" \\\n    --pattern \"A common pattern: parallel tests bind the same port\" \\\n    --solution \"Run with --test-threads=1; tested and verified.\""
     )]
     Add {
         /// When this learning applies.
         #[arg(long)]
         trigger: String,
+        /// The recurring pattern behind it.
+        #[arg(long)]
+        pattern: String,
         /// What to do.
         #[arg(long)]
         solution: String,
-        /// Optional context.
-        #[arg(long)]
-        context: Option<String>,
     },
     /// List learnings.
     #[command(after_help = "Example:\n  finn learnings list --json")]
@@ -260,11 +269,14 @@ pub(crate) enum LearningsCommand {
         /// When this learning applies.
         #[arg(long)]
         trigger: String,
+        /// The recurring pattern behind it.
+        #[arg(long)]
+        pattern: String,
         /// What to do.
         #[arg(long)]
         solution: String,
     },
-    /// Import learnings from a JSON file (an array, or the anchors' learnings.json).
+    /// Import learnings from a Loa learnings JSON file.
     #[command(after_help = "Example:\n  finn learnings import learnings.json")]
     Import {
         /// The file.

@@ -1,11 +1,15 @@
 //! Command implementations. `args` holds the surface; one module per command family.
 
 pub(crate) mod args;
+#[cfg(feature = "full")]
+mod components;
 #[cfg(all(feature = "recovery", feature = "scheduler"))]
 mod drill;
 #[cfg(feature = "wal")]
 mod init;
 mod keys;
+#[cfg(feature = "full")]
+mod ops;
 #[cfg(feature = "wal")]
 mod wal;
 
@@ -146,13 +150,37 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Status => Err(not_available("status", "finn-wal")),
         #[cfg(not(feature = "wal"))]
         Command::Wal(_) => Err(not_available("wal", "finn-wal")),
+        #[cfg(feature = "full")]
+        Command::Run(args) => ops::run(ctx, args),
+        #[cfg(feature = "full")]
+        Command::Health => ops::health(ctx),
+        #[cfg(feature = "full")]
+        Command::Checkpoint(c) => ops::checkpoint(ctx, c),
+        #[cfg(feature = "full")]
+        Command::Recover(args) => ops::recover(ctx, args),
+        #[cfg(feature = "full")]
+        Command::Keys(c) => ops::keys(ctx, c),
+        #[cfg(feature = "full")]
+        Command::Beads(c) => components::beads(ctx, c),
+        #[cfg(feature = "full")]
+        Command::Learnings(c) => components::learnings(ctx, c),
+        #[cfg(feature = "full")]
+        Command::Identity(c) => components::identity(ctx, c),
+        #[cfg(not(feature = "full"))]
         Command::Run(_) => Err(not_available("run", "the full runtime")),
+        #[cfg(not(feature = "full"))]
         Command::Health => Err(not_available("health", "finn-scheduler")),
+        #[cfg(not(feature = "full"))]
         Command::Checkpoint(_) => Err(not_available("checkpoint", "finn-checkpoint")),
+        #[cfg(not(feature = "full"))]
         Command::Recover(_) => Err(not_available("recover", "finn-recovery")),
+        #[cfg(not(feature = "full"))]
         Command::Keys(_) => Err(not_available("keys", "finn-checkpoint")),
+        #[cfg(not(feature = "full"))]
         Command::Beads(_) => Err(not_available("beads", "finn-beads")),
+        #[cfg(not(feature = "full"))]
         Command::Learnings(_) => Err(not_available("learnings", "finn-learning")),
+        #[cfg(not(feature = "full"))]
         Command::Identity(_) => Err(not_available("identity", "finn-identity")),
         #[cfg(all(feature = "recovery", feature = "scheduler"))]
         Command::Drill(args) => drill::drill(ctx, args),
