@@ -120,12 +120,15 @@ impl Checkpointer {
             }
         }
 
-        // Manifests out of retention (oldest first), then zombie manifests.
+        // Manifests out of retention (oldest first), then zombie manifests. The highest version
+        // present stays whatever it is: it is the high-water mark that keeps versions unique.
+        let highest = manifests.keys().next_back().copied();
         let doomed: Vec<u64> = valid
             .iter()
             .filter(|v| !retained.contains(v))
             .chain(fenced.iter())
             .copied()
+            .filter(|v| Some(*v) != highest)
             .collect();
         for v in doomed {
             remote.delete(&remote.key(&layout::manifest_key(v))).await?;

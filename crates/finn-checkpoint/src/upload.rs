@@ -313,13 +313,19 @@ pub(crate) async fn upload(
         });
     }
     if s.verify_content {
-        let back = remote
-            .get(&key)
+        // Streamed: a large object is never held in memory whole.
+        let got = remote
+            .get_stream(&key)
             .await?
             .ok_or_else(|| Error::ObjectMissing {
                 key: key.to_string(),
             })?;
-        let got = *blake3::hash(&back).as_bytes();
+        let mut stream = got.into_stream();
+        let mut hasher = blake3::Hasher::new();
+        while let Some(chunk) = remote.next_chunk(&key, &mut stream).await? {
+            hasher.update(&chunk);
+        }
+        let got = *hasher.finalize().as_bytes();
         if got != stored_hash {
             return Err(Error::HashMismatch {
                 path: key.to_string(),
