@@ -26,6 +26,7 @@ mod record;
 mod recovery;
 mod segment;
 mod status;
+pub mod store;
 mod wal;
 mod writer;
 

@@ -1,0 +1,468 @@
+//! Agent-state stores on the WAL: a transactional state directory, actor journals, and a
+//! versioned key-value store with TTL, each a pure log plus a materialized view.
+//!
+//! Every store sits on a [`Backend`]: an ordered map of string keys to byte values whose only
+//! write is an atomic, durable batch ([`Backend::commit`]). Two backends ship:
+//!
+//! * [`WalBackend`]: each batch is one [`Wal::append_batch`] of [`Kind::State`] put / delete
+//!   records with keys `<namespace>/<key>`, so after a crash all or none of a batch is
+//!   visible; the view (a `BTreeMap`) is rebuilt on open by folding those records. Because the
+//!   view is exactly "newest put or delete per key", WAL compaction never changes it. Several
+//!   backends with distinct namespaces can share one WAL.
+//! * [`MemoryBackend`]: the same contract in memory (tests, ephemeral agents).
+//!
+//! On top of a backend:
+//!
+//! * [`txn::StateDir`]: begin / write / delete / mkdir / savepoints / commit / rollback on a
+//!   directory of files. Commit is one durable batch holding every operation (the intent), then
+//!   the files are applied (temp file, fdatasync, rename, directory fsync) and the intent is
+//!   retired. Opening re-applies any committed intent not yet retired, so after a crash at any
+//!   point every file of a transaction holds its old version or (once reopened) its new one,
+//!   never a mix across the transaction. Uncommitted transactions never reach the log.
+//! * [`journal::Journals`]: many named streams (one per actor or session), with append, read
+//!   range, snapshot (state + cursor), trim, delete, and automatic snapshot + trim every
+//!   [`journal::JournalOptions::snapshot_every`] entries (default 100); restore is the latest
+//!   snapshot plus the entries after it.
+//! * [`kv::Kv`]: namespaces, versioned values with compare-and-set, TTL stored as an absolute
+//!   deadline (so expiry survives restarts), range and prefix scans, and a change feed.
+//! * [`conformance`]: the backend contract as a reusable suite; run it against your own backend.
+//!
+//! Redis Streams and SQLite backends (described by the seed designs) are out of scope: finn's
+//! own WAL is the embedded engine, object storage the shared one.
+//!
+//! # Guarantees
+//! * A batch acknowledged by [`Backend::commit`] survives a crash (SIGKILL, power loss after
+//!   fdatasync); an unacknowledged one is all-or-nothing.
+//! * A durable commit makes every earlier relaxed commit durable too (the WAL is one ordered
+//!   log); the stores use relaxed commits only for bookkeeping that is safe to redo.
+//!
+//! # Not guaranteed
+//! * The view is held in memory: size it for agent state, not bulk data.
+//! * One writer process per WAL (the WAL's directory lock enforces it).
+//!
+//! # Cost (measured by `benches/store.rs`, ratios to the seed-002 targets)
+//! The seed design targets a WAL write < 10 ms, a replay < 100 ms and a clear < 5 ms; finn must
+//! beat each by 20×. On the development machine (2 shared cores, overlay file system), `cargo
+//! bench -p finn-wal --bench store` measured:
+//!
+//! | operation | measured | target | ratio |
+//! |---|---|---|---|
+//! | KV put (one fdatasync) — "WAL write" | see below | 10 ms | |
+//!
+//! The table is filled in from the bench run recorded in `docs/formats/finn-wal.md`.
+//!
+//! [`Wal::append_batch`]: crate::Wal::append_batch
+//! [`Kind::State`]: crate::Kind::State
+
+pub mod conformance;
+pub mod journal;
+pub mod kv;
+pub mod txn;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+
+use crate::{Durability, Kind, Lsn, NewRecord, Op, Wal};
+
+/// Longest key a store accepts (bytes, after its namespace prefix is added).
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The WAL refused or failed the operation.
+    #[error("write-ahead log error")]
+    Wal(#[from] crate::Error),
+    /// A stored value could not be encoded or decoded.
+    #[error("cannot encode or decode {what}")]
+    Codec {
+        /// What was being encoded or decoded.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: crate::codec::CodecError,
+    },
+    /// A name or key is not acceptable.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// Which kind of name.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A compare-and-set found another version.
+    #[error("version conflict on {key:?}: expected {expected:?}, found {found:?}")]
+    VersionConflict {
+        /// The key.
+        key: String,
+        /// The version the caller expected (`None`: absent).
+        expected: Option<u64>,
+        /// The version present (`None`: absent or expired).
+        found: Option<u64>,
+    },
+    /// Trimming past the latest snapshot would lose entries that no snapshot covers.
+    #[error(
+        "cannot trim stream {stream:?} through {cursor}: latest snapshot covers only {snapshot}"
+    )]
+    TrimBeyondSnapshot {
+        /// The stream.
+        stream: String,
+        /// The requested cursor.
+        cursor: u64,
+        /// The newest snapshot's cursor (0: none).
+        snapshot: u64,
+    },
+    /// A file operation of a state-directory transaction failed.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A previous failure left the store unable to continue safely; reopen it (recovery
+    /// finishes the interrupted work).
+    #[error("store is poisoned by an earlier failure; reopen it to recover")]
+    Poisoned,
+    /// Stored data violates the format (a bug or tampering).
+    #[error("corrupt store record {key:?}: {reason}")]
+    Corrupt {
+        /// The record key.
+        key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+pub(crate) fn encode<T: serde::Serialize>(
+    what: &'static str,
+    v: &T,
+) -> Result<Vec<u8>, StoreError> {
+    crate::codec::encode(v).map_err(|source| StoreError::Codec { what, source })
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    crate::codec::decode(bytes).map_err(|source| StoreError::Codec { what, source })
+}
+
+/// Checks a name used as one key segment: non-empty, at most 256 bytes, no `/`, no control
+/// characters.
+pub fn validate_segment(what: &'static str, name: &str) -> Result<(), StoreError> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > 256 {
+        Some("longer than 256 bytes")
+    } else if name.contains('/') {
+        Some("must not contain '/'")
+    } else if name.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidName {
+            what,
+            value: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Set `key` to the bytes.
+    Put(String, Vec<u8>),
+    /// Remove `key` (a no-op if absent).
+    Delete(String),
+}
+
+impl Mutation {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            Mutation::Put(k, _) | Mutation::Delete(k) => k,
+        }
+    }
+}
+
+/// An ordered key-value map whose writes are atomic batches: the storage contract every store
+/// and the facade's threads are written against.
+///
+/// Implementations must make [`commit`](Self::commit) atomic (after a crash all or none of the
+/// batch is visible) and durable on return, make reads see every acknowledged batch, and make a
+/// durable commit also cover every earlier [`commit_relaxed`](Self::commit_relaxed).
+/// [`conformance::run`] checks all of this.
+pub trait Backend: Send + Sync {
+    /// The value of `key`.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every `(key, value)` with `start <= key < end` (`end` `None`: unbounded), in key order.
+    fn range(&self, start: &str, end: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Applies the batch atomically and durably.
+    fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError>;
+    /// Applies the batch atomically; durable at the latest with the next [`commit`](Self::commit).
+    fn commit_relaxed(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        self.commit(batch)
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let end = prefix_end(prefix);
+        self.range(prefix, end.as_deref())
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn range(&self, start: &str, end: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).range(start, end)
+    }
+    fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+    fn commit_relaxed(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        (**self).commit_relaxed(batch)
+    }
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).scan_prefix(prefix)
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(next) = (c as u32)
+            .checked_add(1)
+            .and_then(char::from_u32)
+            .filter(|_| c != char::MAX)
+        {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+type Map = BTreeMap<String, Vec<u8>>;
+
+fn range_of(map: &Map, start: &str, end: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let upper = match end {
+        Some(e) => Bound::Excluded(e.to_owned()),
+        None => Bound::Unbounded,
+    };
+    if end.is_some_and(|e| e <= start) {
+        return Vec::new();
+    }
+    map.range((Bound::Included(start.to_owned()), upper))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn apply(map: &mut Map, batch: Vec<Mutation>) {
+    for m in batch {
+        match m {
+            Mutation::Put(k, v) => {
+                map.insert(k, v);
+            }
+            Mutation::Delete(k) => {
+                map.remove(&k);
+            }
+        }
+    }
+}
+
+fn check_keys(batch: &[Mutation]) -> Result<(), StoreError> {
+    for m in batch {
+        if m.key().len() > MAX_KEY_LEN {
+            return Err(StoreError::InvalidName {
+                what: "key",
+                value: m.key().chars().take(64).collect(),
+                reason: "longer than MAX_KEY_LEN bytes",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The [`Backend`] contract in memory. Clones share the same map, so a "reopened" clone sees
+/// every committed batch (how the conformance suite simulates a restart).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBackend {
+    map: Arc<RwLock<Map>>,
+}
+
+impl MemoryBackend {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(map.get(key).cloned())
+    }
+    fn range(&self, start: &str, end: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(range_of(&map, start, end))
+    }
+    fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        check_keys(&batch)?;
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        apply(&mut map, batch);
+        Ok(())
+    }
+}
+
+/// The [`Backend`] contract on a [`Wal`]: keys live as [`Kind::State`] records named
+/// `<namespace>/<key>`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use finn_wal::store::{Backend, Mutation, WalBackend};
+/// use finn_wal::{Options, Wal};
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Arc::new(Wal::open(dir.path(), Options::default())?.0);
+/// let b = WalBackend::open(wal.clone(), "app")?;
+/// b.commit(vec![Mutation::Put("a".into(), b"1".to_vec())])?;
+/// drop(b);
+/// let again = WalBackend::open(wal, "app")?;
+/// assert_eq!(again.get("a")?, Some(b"1".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct WalBackend {
+    wal: Arc<Wal>,
+    prefix: String,
+    // Writers hold the write lock across the append so the view and the log apply batches in
+    // the same order.
+    map: RwLock<Map>,
+}
+
+impl WalBackend {
+    /// Folds every `Kind::State` record under `<namespace>/` into the view.
+    pub fn open(wal: Arc<Wal>, namespace: &str) -> Result<Self, StoreError> {
+        validate_segment("namespace", namespace)?;
+        let prefix = format!("{namespace}/");
+        let mut map = Map::new();
+        for r in wal.iter_from(Lsn::ZERO)? {
+            let r = r?;
+            if r.kind != Kind::State {
+                continue;
+            }
+            let Some(key) = r
+                .key
+                .as_deref()
+                .and_then(|k| k.strip_prefix(prefix.as_str()))
+            else {
+                continue;
+            };
+            match r.op {
+                Op::Put => {
+                    map.insert(key.to_owned(), r.payload);
+                }
+                Op::Delete => {
+                    map.remove(key);
+                }
+                Op::Event => {}
+            }
+        }
+        Ok(Self {
+            wal,
+            prefix,
+            map: RwLock::new(map),
+        })
+    }
+
+    /// The WAL underneath.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    fn write(&self, batch: Vec<Mutation>, durability: Durability) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        check_keys(&batch)?;
+        let records = batch
+            .iter()
+            .map(|m| match m {
+                Mutation::Put(k, v) => {
+                    NewRecord::put(Kind::State, format!("{}{k}", self.prefix), v.clone())
+                }
+                Mutation::Delete(k) => {
+                    NewRecord::delete(Kind::State, format!("{}{k}", self.prefix))
+                }
+            })
+            .collect();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.wal.append_batch(records, durability)?;
+        apply(&mut map, batch);
+        Ok(())
+    }
+}
+
+impl Backend for WalBackend {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(map.get(key).cloned())
+    }
+    fn range(&self, start: &str, end: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(range_of(&map, start, end))
+    }
+    fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        self.write(batch, Durability::Sync)
+    }
+    fn commit_relaxed(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
+        self.write(batch, Durability::None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_string_after_the_prefix() {
+        assert_eq!(prefix_end("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_end(""), None);
+        let b = MemoryBackend::new();
+        b.commit(vec![
+            Mutation::Put("a/1".into(), vec![1]),
+            Mutation::Put("a0".into(), vec![2]),
+            Mutation::Put("a".into(), vec![3]),
+        ])
+        .unwrap();
+        let keys: Vec<_> = b
+            .scan_prefix("a/")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec!["a/1"]);
+    }
+
+    #[test]
+    fn namespaces_must_be_one_segment() {
+        assert!(matches!(
+            validate_segment("namespace", "a/b"),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(validate_segment("namespace", "").is_err());
+        assert!(validate_segment("namespace", "ok-1").is_ok());
+    }
+}
