@@ -331,13 +331,13 @@ impl Config {
         if let Some(v) = get("FINN_STORE_URL") {
             self.store.url = Some(v);
         }
-        if let Some(v) = get("R2_BUCKET") {
-            if self.store.url.is_none() {
-                if v.contains('/') || v.contains(':') {
-                    return Err(invalid("R2_BUCKET", &v, "a bucket name has no '/' or ':'"));
-                }
-                self.store.url = Some(format!("s3://{v}"));
+        if let Some(v) = get("R2_BUCKET")
+            && self.store.url.is_none()
+        {
+            if v.contains('/') || v.contains(':') {
+                return Err(invalid("R2_BUCKET", &v, "a bucket name has no '/' or ':'"));
             }
+            self.store.url = Some(format!("s3://{v}"));
         }
         if let Some(v) = get("R2_ENDPOINT") {
             self.store.endpoint = Some(v);

@@ -15,6 +15,8 @@ pub mod prelude;
 pub mod runtime;
 #[cfg(feature = "wal")]
 pub mod state;
+#[cfg(feature = "wal")]
+pub mod threads;
 
 pub use config::{Config, ConfigError};
 #[cfg(all(feature = "recovery", feature = "scheduler"))]

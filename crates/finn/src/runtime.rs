@@ -118,7 +118,7 @@ enum KeySource {
     /// A PEM file; created (mode 0600) when missing and `create` is set.
     File { path: PathBuf, create: bool },
     /// A key held in memory (tests, embedding).
-    Key(SigningKey),
+    Key(Box<SigningKey>),
 }
 
 /// Periods of the scheduled tasks.
@@ -279,7 +279,7 @@ impl FinnBuilder {
 
     /// A signing key held in memory.
     pub fn signing_key(mut self, key: SigningKey) -> Self {
-        self.key = KeySource::Key(key);
+        self.key = KeySource::Key(Box::new(key));
         self
     }
 
@@ -333,7 +333,7 @@ impl FinnBuilder {
 
     fn load_key(&self) -> Result<SigningKey, Error> {
         match &self.key {
-            KeySource::Key(k) => Ok(k.clone()),
+            KeySource::Key(k) => Ok((**k).clone()),
             KeySource::File { path, create } => {
                 if *create && !path.exists() {
                     let key = SigningKey::generate();
@@ -382,7 +382,7 @@ impl FinnBuilder {
     /// the configured keys. Takes no lease and no lock; never creates a key.
     pub fn reader(&self) -> Result<finn_checkpoint::Reader, Error> {
         let key = match &self.key {
-            KeySource::Key(k) => k.clone(),
+            KeySource::Key(k) => (**k).clone(),
             KeySource::File { path, .. } => {
                 SigningKey::load(path).map_err(|source| Error::Key {
                     path: path.clone(),

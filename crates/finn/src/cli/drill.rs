@@ -317,6 +317,31 @@ pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
         }
     }
     let ready_at = started.elapsed();
+    // The kill moment is drawn within the steady state: after the first published checkpoint,
+    // so a drill always has acknowledged writes at stake.
+    let first_ckpt_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line @ Line::Ckpt { .. }) => {
+                lines.push(line);
+                break;
+            }
+            Ok(Line::Fail { error }) => {
+                let _ = child.kill();
+                bail!("the writer failed: {error}");
+            }
+            Ok(line) => lines.push(line),
+            Err(_) if Instant::now() > first_ckpt_deadline => {
+                let _ = child.kill();
+                bail!("the writer published no checkpoint within 60 s");
+            }
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!("the writer died on its own ({status})");
+                }
+            }
+        }
+    }
     let run_for =
         Duration::from_millis(rng.gen_range(args.max_run_ms / 4..=args.max_run_ms.max(1)));
     let kill_at = Instant::now() + run_for;
@@ -528,9 +553,11 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
         id.as_deref(),
         secret.as_deref(),
     );
-    let mut wal_options = finn::wal::Options::default();
-    // Small segments so the drill crosses segment boundaries and prunes.
-    wal_options.segment_size = 1 << 20;
+    // Small segments so the drill crosses segment boundaries.
+    let wal_options = finn::wal::Options {
+        segment_size: 1 << 20,
+        ..finn::wal::Options::default()
+    };
     let finn = rt
         .block_on(
             Finn::builder(&args.writer_data)

@@ -210,7 +210,9 @@ pub(crate) fn checkpoint(ctx: &Context, command: CheckpointCommand) -> Result<Ex
             let list = rt.block_on(async {
                 let reader = builder(ctx)?.reader()?;
                 let mut out = Vec::new();
-                for v in reader.versions().await?.into_iter().rev() {
+                let mut versions = reader.versions().await?;
+                versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+                for v in versions {
                     match reader.load(v.version).await {
                         Ok(m) => {
                             let m = m.signed().manifest();
