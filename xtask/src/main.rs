@@ -5,7 +5,9 @@
 
 mod bench;
 mod ci;
+mod crash;
 mod deny;
+mod fuzz;
 mod graph;
 mod services;
 mod shell;
@@ -22,6 +24,11 @@ tasks:
   check-graph             fail if a crate depends on a finn crate outside the layer graph
   deny                    cargo-deny, fully offline, against ../shared/advisory-db.tar.gz
   bench [--quick]         criterion benchmarks; writes target/finn-bench/report.{md,json}
+  crash --target T [--iterations N] [--seed S]
+                          SIGKILL campaign, T in wal, beads, learning, recovery, runtime, all
+                          (reproducible by seed; runtime = `finn drill` in a loop)
+  fuzz [--time SECS] [--target T]
+                          every cargo-fuzz target in fuzz/ for SECS seconds (default 60)
   ci                      fmt check, clippy -D warnings, check-graph, deny, tests, docs, bench --quick
 ";
 
@@ -46,6 +53,8 @@ fn run() -> Result<()> {
         "deny" => deny::run(),
         "bench" => bench::run(&rest),
         "ci" => ci::run(),
+        "crash" => crash::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
