@@ -75,7 +75,13 @@ fn sigkill_during_restore_leaves_the_old_or_the_new_state_never_a_mix() {
     let data = root.path().join("data");
     let layout = Layout::new(&data);
     write_tree(layout.state_dir(), &generation("a"));
-    let mut rng = rand::thread_rng();
+    // `cargo xtask crash --seed S` sets FINN_CRASH_SEED so a campaign's kill moments replay.
+    let seed = std::env::var("FINN_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (FINN_CRASH_SEED={seed} replays it)");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..reps {
         let mut child = spawn_child(
