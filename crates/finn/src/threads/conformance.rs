@@ -20,9 +20,7 @@ use std::time::Duration;
 
 pub use finn_wal::store::conformance::{BackendFactory, Failure};
 
-use super::{
-    Backend, ListFilter, Source, State, StepInput, ThreadError, ThreadOptions, Threads,
-};
+use super::{Backend, ListFilter, Source, State, StepInput, ThreadError, ThreadOptions, Threads};
 
 type Check<F> = fn(&mut F) -> Result<(), String>;
 
@@ -46,13 +44,19 @@ pub fn run<F: BackendFactory>(factory: &mut F) -> Result<Vec<&'static str>, Fail
         ("fork branches and copies", fork::<F>),
         ("prune keeps the latest and their states", prune::<F>),
         ("ttl expires whole threads, also after reopen", ttl::<F>),
-        ("reopen keeps acknowledged steps, pending writes and idempotency keys", crash::<F>),
+        (
+            "reopen keeps acknowledged steps, pending writes and idempotency keys",
+            crash::<F>,
+        ),
         ("size limits warn and refuse", sizes::<F>),
         ("delete removes every record at once", delete::<F>),
     ];
     let mut passed = Vec::new();
     for (name, check) in checks {
-        check(factory).map_err(|detail| Failure { check: name, detail })?;
+        check(factory).map_err(|detail| Failure {
+            check: name,
+            detail,
+        })?;
         passed.push(name);
     }
     Ok(passed)
@@ -101,14 +105,36 @@ fn put_get<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     let t = open(f, opts(4))?;
     let expected = steps(&t, "a", 30)?;
     for (id, state) in &expected {
-        let cp = t.get("a", *id).map_err(e)?.ok_or(format!("checkpoint {id} missing"))?;
-        ensure!(&cp.state == state, "state of {id}: {:?} != {:?}", cp.state, state);
-        ensure!(cp.replay_depth() < 4, "replay depth {} at {id}", cp.replay_depth());
-        ensure!(cp.meta.parent == id.checked_sub(1).filter(|p| *p > 0), "parent of {id}");
+        let cp = t
+            .get("a", *id)
+            .map_err(e)?
+            .ok_or(format!("checkpoint {id} missing"))?;
+        ensure!(
+            &cp.state == state,
+            "state of {id}: {:?} != {:?}",
+            cp.state,
+            state
+        );
+        ensure!(
+            cp.replay_depth() < 4,
+            "replay depth {} at {id}",
+            cp.replay_depth()
+        );
+        ensure!(
+            cp.meta.parent == id.checked_sub(1).filter(|p| *p > 0),
+            "parent of {id}"
+        );
     }
     let latest = t.latest("a").map_err(e)?.ok_or("no latest")?;
-    ensure!(latest.meta.id == expected[29].0, "latest is {}", latest.meta.id);
-    ensure!(t.get("nope", 1).map_err(e)?.is_none(), "unknown thread has a checkpoint");
+    ensure!(
+        latest.meta.id == expected[29].0,
+        "latest is {}",
+        latest.meta.id
+    );
+    ensure!(
+        t.get("nope", 1).map_err(e)?.is_none(),
+        "unknown thread has a checkpoint"
+    );
     Ok(())
 }
 
@@ -118,24 +144,52 @@ fn list<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     steps(&t, "b", 2)?;
     let all = t.list("a", &ListFilter::default()).map_err(e)?;
     let ids: Vec<u64> = all.iter().map(|m| m.id).collect();
-    ensure!(ids == (1..=10).rev().collect::<Vec<_>>(), "list order {ids:?}");
+    ensure!(
+        ids == (1..=10).rev().collect::<Vec<_>>(),
+        "list order {ids:?}"
+    );
     let odd = t
-        .list("a", &ListFilter {
-            metadata: [("parity".to_owned(), "odd".to_owned())].into(),
-            limit: Some(2),
-            ..ListFilter::default()
-        })
+        .list(
+            "a",
+            &ListFilter {
+                metadata: [("parity".to_owned(), "odd".to_owned())].into(),
+                limit: Some(2),
+                ..ListFilter::default()
+            },
+        )
         .map_err(e)?;
-    ensure!(odd.iter().map(|m| m.step).collect::<Vec<_>>() == [9, 7], "metadata filter {odd:?}");
+    ensure!(
+        odd.iter().map(|m| m.step).collect::<Vec<_>>() == [9, 7],
+        "metadata filter {odd:?}"
+    );
     let inputs = t
-        .list("a", &ListFilter { source: Some(Source::Input), ..ListFilter::default() })
+        .list(
+            "a",
+            &ListFilter {
+                source: Some(Source::Input),
+                ..ListFilter::default()
+            },
+        )
         .map_err(e)?;
-    ensure!(inputs.len() == 1 && inputs[0].id == 1, "source filter {inputs:?}");
+    ensure!(
+        inputs.len() == 1 && inputs[0].id == 1,
+        "source filter {inputs:?}"
+    );
     let before = t
-        .list("a", &ListFilter { before: Some(3), ..ListFilter::default() })
+        .list(
+            "a",
+            &ListFilter {
+                before: Some(3),
+                ..ListFilter::default()
+            },
+        )
         .map_err(e)?;
     ensure!(before.len() == 2, "before filter {before:?}");
-    ensure!(t.threads().map_err(e)? == ["a", "b"], "threads {:?}", t.threads());
+    ensure!(
+        t.threads().map_err(e)? == ["a", "b"],
+        "threads {:?}",
+        t.threads()
+    );
     Ok(())
 }
 
@@ -145,31 +199,48 @@ fn fork<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     let (at, state_at) = expected[4].clone();
     let branch = t.fork("a", at, "a").map_err(e)?;
     let cp = t.get("a", branch).map_err(e)?.ok_or("branch missing")?;
-    ensure!(cp.meta.parent == Some(at) && cp.meta.source == Source::Fork, "branch header {:?}", cp.meta);
+    ensure!(
+        cp.meta.parent == Some(at) && cp.meta.source == Source::Fork,
+        "branch header {:?}",
+        cp.meta
+    );
     ensure!(cp.state == state_at, "branch state differs");
     let next = t
-        .put("a", StepInput::after(branch, Source::Loop, 5).set("x", b"branch".to_vec()))
+        .put(
+            "a",
+            StepInput::after(branch, Source::Loop, 5).set("x", b"branch".to_vec()),
+        )
         .map_err(e)?
         .id;
     let mut s = state_at.clone();
     s.insert("x".into(), b"branch".to_vec());
-    ensure!(t.get("a", next).map_err(e)?.map(|c| c.state) == Some(s), "step on branch");
+    ensure!(
+        t.get("a", next).map_err(e)?.map(|c| c.state) == Some(s),
+        "step on branch"
+    );
     let copy = t.fork("a", at, "b").map_err(e)?;
     ensure!(
         matches!(t.fork("a", at, "b"), Err(ThreadError::Exists { .. })),
         "copy over an existing thread accepted"
     );
     t.delete("a").map_err(e)?;
-    let cp = t.get("b", copy).map_err(e)?.ok_or("copy missing after source delete")?;
+    let cp = t
+        .get("b", copy)
+        .map_err(e)?
+        .ok_or("copy missing after source delete")?;
     ensure!(cp.state == state_at, "copy state differs");
-    ensure!(cp.meta.metadata.get("forked_from").map(String::as_str) == Some(&*format!("a/{at}")), "fork metadata");
+    ensure!(
+        cp.meta.metadata.get("forked_from").map(String::as_str) == Some(&*format!("a/{at}")),
+        "fork metadata"
+    );
     Ok(())
 }
 
 fn prune<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     let t = open(f, opts(4))?;
     let expected = steps(&t, "a", 23)?;
-    t.put_writes("a", 2, "task", vec![("c".into(), vec![1])]).map_err(e)?;
+    t.put_writes("a", 2, "task", vec![("c".into(), vec![1])])
+        .map_err(e)?;
     let before = t.thread_bytes("a").map_err(e)?;
     let report = t.prune("a", 5).map_err(e)?;
     ensure!(report.removed == 18, "removed {}", report.removed);
@@ -178,14 +249,29 @@ fn prune<F: BackendFactory>(f: &mut F) -> Result<(), String> {
         if *id <= 18 {
             ensure!(got.is_none(), "pruned checkpoint {id} still readable");
         } else {
-            ensure!(got.map(|c| c.state).as_ref() == Some(state), "kept checkpoint {id} changed");
+            ensure!(
+                got.map(|c| c.state).as_ref() == Some(state),
+                "kept checkpoint {id} changed"
+            );
         }
     }
-    ensure!(t.pending_writes("a", 2).map_err(e)?.is_empty(), "pending writes of a pruned checkpoint kept");
-    ensure!(t.thread_bytes("a").map_err(e)? < before, "prune freed nothing");
+    ensure!(
+        t.pending_writes("a", 2).map_err(e)?.is_empty(),
+        "pending writes of a pruned checkpoint kept"
+    );
+    ensure!(
+        t.thread_bytes("a").map_err(e)? < before,
+        "prune freed nothing"
+    );
     let t = reopen(f, t, opts(4))?;
-    ensure!(t.list("a", &ListFilter::default()).map_err(e)?.len() == 5, "prune not durable");
-    ensure!(t.get("a", 19).map_err(e)?.map(|c| c.state).as_ref() == Some(&expected[18].1), "rebased state after reopen");
+    ensure!(
+        t.list("a", &ListFilter::default()).map_err(e)?.len() == 5,
+        "prune not durable"
+    );
+    ensure!(
+        t.get("a", 19).map_err(e)?.map(|c| c.state).as_ref() == Some(&expected[18].1),
+        "rebased state after reopen"
+    );
     Ok(())
 }
 
@@ -199,18 +285,38 @@ fn ttl<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     let t = open(f, o.clone())?;
     steps(&t, "short", 5)?;
     steps(&t, "long", 5)?;
-    t.set_ttl("short", Some(Duration::from_secs(60))).map_err(e)?;
+    t.set_ttl("short", Some(Duration::from_secs(60)))
+        .map_err(e)?;
     now.fetch_add(59_000, Ordering::SeqCst);
-    ensure!(t.latest("short").map_err(e)?.is_some(), "expired before the deadline");
+    ensure!(
+        t.latest("short").map_err(e)?.is_some(),
+        "expired before the deadline"
+    );
     let t = reopen(f, t, o.clone())?;
     now.fetch_add(1_000, Ordering::SeqCst);
-    ensure!(t.latest("short").map_err(e)?.is_none(), "visible at the deadline after reopen");
-    ensure!(t.threads().map_err(e)? == ["long"], "threads {:?}", t.threads());
+    ensure!(
+        t.latest("short").map_err(e)?.is_none(),
+        "visible at the deadline after reopen"
+    );
+    ensure!(
+        t.threads().map_err(e)? == ["long"],
+        "threads {:?}",
+        t.threads()
+    );
     ensure!(t.sweep_expired().map_err(e)? == ["short"], "sweep");
-    ensure!(t.thread_bytes("short").map_err(e)? == 0, "records of an expired thread left");
-    let id = t.put("short", StepInput::new(Source::Input, 0).set("k", vec![1])).map_err(e)?.id;
+    ensure!(
+        t.thread_bytes("short").map_err(e)? == 0,
+        "records of an expired thread left"
+    );
+    let id = t
+        .put("short", StepInput::new(Source::Input, 0).set("k", vec![1]))
+        .map_err(e)?
+        .id;
     ensure!(id == 1, "a reused thread name continues old ids");
-    ensure!(t.latest("long").map_err(e)?.is_some(), "sweep removed a live thread");
+    ensure!(
+        t.latest("long").map_err(e)?.is_some(),
+        "sweep removed a live thread"
+    );
     Ok(())
 }
 
@@ -218,23 +324,43 @@ fn crash<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     let t = open(f, opts(3))?;
     let expected = steps(&t, "a", 7)?;
     let last = expected[6].0;
-    t.put_writes("a", last, "search", vec![("results".into(), b"r".to_vec())]).map_err(e)?;
+    t.put_writes("a", last, "search", vec![("results".into(), b"r".to_vec())])
+        .map_err(e)?;
     let first = t
-        .put("a", StepInput::new(Source::Update, 7).set("u", vec![7]).idempotent("req-1"))
+        .put(
+            "a",
+            StepInput::new(Source::Update, 7)
+                .set("u", vec![7])
+                .idempotent("req-1"),
+        )
         .map_err(e)?;
     let t = reopen(f, t, opts(3))?;
     for (id, state) in &expected {
-        ensure!(t.get("a", *id).map_err(e)?.map(|c| c.state).as_ref() == Some(state), "step {id} lost");
+        ensure!(
+            t.get("a", *id).map_err(e)?.map(|c| c.state).as_ref() == Some(state),
+            "step {id} lost"
+        );
     }
     ensure!(
         t.completed_tasks("a", last).map_err(e)?.contains("search"),
         "finished sub-task forgotten: it would run again"
     );
     let again = t
-        .put("a", StepInput::new(Source::Update, 7).set("u", vec![7]).idempotent("req-1"))
+        .put(
+            "a",
+            StepInput::new(Source::Update, 7)
+                .set("u", vec![7])
+                .idempotent("req-1"),
+        )
         .map_err(e)?;
-    ensure!(again.deduplicated && again.id == first.id, "retry wrote a second checkpoint: {again:?}");
-    ensure!(t.list("a", &ListFilter::default()).map_err(e)?.len() == 8, "checkpoint count");
+    ensure!(
+        again.deduplicated && again.id == first.id,
+        "retry wrote a second checkpoint: {again:?}"
+    );
+    ensure!(
+        t.list("a", &ListFilter::default()).map_err(e)?.len() == 8,
+        "checkpoint count"
+    );
     Ok(())
 }
 
@@ -247,28 +373,56 @@ fn sizes<F: BackendFactory>(f: &mut F) -> Result<(), String> {
         ..opts(3)
     };
     let t = open(f, o)?;
-    let small = t.put("a", StepInput::new(Source::Input, 0).set("v", vec![0; 100])).map_err(e)?;
+    let small = t
+        .put("a", StepInput::new(Source::Input, 0).set("v", vec![0; 100]))
+        .map_err(e)?;
     ensure!(small.warnings.is_empty(), "warnings on a small record");
-    let warn = t.put("a", StepInput::new(Source::Loop, 1).set("v", vec![0; 2_000])).map_err(e)?;
-    ensure!(warn.warnings.iter().any(|w| w.what == "record"), "no record warning");
+    let warn = t
+        .put(
+            "a",
+            StepInput::new(Source::Loop, 1).set("v", vec![0; 2_000]),
+        )
+        .map_err(e)?;
+    ensure!(
+        warn.warnings.iter().any(|w| w.what == "record"),
+        "no record warning"
+    );
     ensure!(
         matches!(
-            t.put("a", StepInput::new(Source::Loop, 2).set("v", vec![0; 5_000])),
+            t.put(
+                "a",
+                StepInput::new(Source::Loop, 2).set("v", vec![0; 5_000])
+            ),
             Err(ThreadError::TooLarge { what: "record", .. })
         ),
         "oversized record accepted"
     );
-    t.put("a", StepInput::new(Source::Loop, 2).set("w", vec![0; 3_500])).map_err(e)?;
-    let w = t.put("a", StepInput::new(Source::Loop, 3).set("y", vec![0; 500])).map_err(e)?;
-    ensure!(w.warnings.iter().any(|w| w.what == "thread"), "no thread warning: {w:?}");
+    t.put(
+        "a",
+        StepInput::new(Source::Loop, 2).set("w", vec![0; 3_500]),
+    )
+    .map_err(e)?;
+    let w = t
+        .put("a", StepInput::new(Source::Loop, 3).set("y", vec![0; 500]))
+        .map_err(e)?;
+    ensure!(
+        w.warnings.iter().any(|w| w.what == "thread"),
+        "no thread warning: {w:?}"
+    );
     ensure!(
         matches!(
-            t.put("a", StepInput::new(Source::Loop, 4).set("z", vec![0; 3_900])),
+            t.put(
+                "a",
+                StepInput::new(Source::Loop, 4).set("z", vec![0; 3_900])
+            ),
             Err(ThreadError::TooLarge { what: "thread", .. })
         ),
         "thread above its limit accepted"
     );
-    ensure!(t.list("a", &ListFilter::default()).map_err(e)?.len() == 4, "refused write left a record");
+    ensure!(
+        t.list("a", &ListFilter::default()).map_err(e)?.len() == 4,
+        "refused write left a record"
+    );
     Ok(())
 }
 
@@ -278,9 +432,18 @@ fn delete<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     steps(&t, "ab", 2)?;
     t.put_writes("a", 3, "t", vec![]).map_err(e)?;
     ensure!(t.delete("a").map_err(e)?, "delete reported nothing");
-    ensure!(t.backend().scan_prefix("a/").map_err(e)?.is_empty(), "records left");
+    ensure!(
+        t.backend().scan_prefix("a/").map_err(e)?.is_empty(),
+        "records left"
+    );
     let t = reopen(f, t, opts(3))?;
-    ensure!(t.backend().scan_prefix("a/").map_err(e)?.is_empty(), "records back after reopen");
-    ensure!(t.latest("ab").map_err(e)?.is_some(), "delete hit a thread sharing the prefix");
+    ensure!(
+        t.backend().scan_prefix("a/").map_err(e)?.is_empty(),
+        "records back after reopen"
+    );
+    ensure!(
+        t.latest("ab").map_err(e)?.is_some(),
+        "delete hit a thread sharing the prefix"
+    );
     Ok(())
 }

@@ -477,12 +477,13 @@ impl<B: Backend> Threads<B> {
                 Body::Snapshot(_) => break (at, r),
                 Body::Delta(_) => {
                     // Parents are always older, so a walk up must strictly descend.
-                    let parent = r.parent.filter(|p| *p < at).ok_or_else(|| {
-                        ThreadError::Corrupt {
-                            key: ckey(thread, at),
-                            reason: "delta without an older parent",
-                        }
-                    })?;
+                    let parent =
+                        r.parent
+                            .filter(|p| *p < at)
+                            .ok_or_else(|| ThreadError::Corrupt {
+                                key: ckey(thread, at),
+                                reason: "delta without an older parent",
+                            })?;
                     chain.push((at, r));
                     at = parent;
                 }
@@ -513,7 +514,11 @@ impl<B: Backend> Threads<B> {
         Ok(refs)
     }
 
-    fn materialize(&self, thread: &str, refs: &BTreeMap<String, u64>) -> Result<State, ThreadError> {
+    fn materialize(
+        &self,
+        thread: &str,
+        refs: &BTreeMap<String, u64>,
+    ) -> Result<State, ThreadError> {
         let mut by_record: HashMap<u64, Vec<&String>> = HashMap::new();
         for (k, id) in refs {
             by_record.entry(*id).or_default().push(k);
@@ -522,7 +527,10 @@ impl<B: Backend> Threads<B> {
         for (id, keys) in by_record {
             let r = self.need_record(thread, id)?;
             let mut values: HashMap<String, Vec<u8>> = match r.body {
-                Body::Delta(w) => w.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect(),
+                Body::Delta(w) => w
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect(),
                 Body::Snapshot(w) => w.into_iter().collect(),
             };
             for k in keys {
@@ -586,9 +594,10 @@ impl<B: Backend> Threads<B> {
         }
         let mut meta = meta.unwrap_or_else(|| ThreadMeta {
             created_ms: now,
-            expires_at_ms: self.options.default_ttl.map(|t| {
-                now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-            }),
+            expires_at_ms: self
+                .options
+                .default_ttl
+                .map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))),
             next_id: 1,
         });
         let parent = match input.parent {
@@ -628,7 +637,10 @@ impl<B: Backend> Threads<B> {
             }
             if !index.is_empty() {
                 let index: Vec<(String, u64)> = index.into_iter().collect();
-                batch.push(Mutation::Put(xkey(thread, id), enc("snapshot index", &index)?));
+                batch.push(Mutation::Put(
+                    xkey(thread, id),
+                    enc("snapshot index", &index)?,
+                ));
             }
             Body::Snapshot(own.into_iter().collect())
         };
@@ -646,7 +658,13 @@ impl<B: Backend> Threads<B> {
             valid("idempotency key", key)?;
             batch.push(Mutation::Put(
                 ikey(thread, key),
-                enc("idempotency key", &Idem { id, created_ms: now })?,
+                enc(
+                    "idempotency key",
+                    &Idem {
+                        id,
+                        created_ms: now,
+                    },
+                )?,
             ));
         }
         batch.push(Mutation::Put(mkey(thread), enc("thread meta", &meta)?));
@@ -671,7 +689,9 @@ impl<B: Backend> Threads<B> {
         };
         let record: u64 = batch
             .iter()
-            .filter(|m| m.key().contains("/c/") || m.key().contains("/x/") || m.key().contains("/w/"))
+            .filter(|m| {
+                m.key().contains("/c/") || m.key().contains("/x/") || m.key().contains("/w/")
+            })
             .map(size)
             .sum();
         let o = &self.options;
@@ -707,7 +727,13 @@ impl<B: Backend> Threads<B> {
             });
         }
         for w in &warnings {
-            tracing::warn!(thread, what = w.what, size = w.size, threshold = w.threshold, "thread size above warning threshold");
+            tracing::warn!(
+                thread,
+                what = w.what,
+                size = w.size,
+                threshold = w.threshold,
+                "thread size above warning threshold"
+            );
         }
         Ok(warnings)
     }
@@ -729,10 +755,12 @@ impl<B: Backend> Threads<B> {
             .scan_prefix(&prefix)?
             .into_iter()
             .map(|(k, _)| {
-                k[prefix.len()..].parse::<u64>().map_err(|_| ThreadError::Corrupt {
-                    key: k.clone(),
-                    reason: "checkpoint key without an id",
-                })
+                k[prefix.len()..]
+                    .parse::<u64>()
+                    .map_err(|_| ThreadError::Corrupt {
+                        key: k.clone(),
+                        reason: "checkpoint key without an id",
+                    })
             })
             .collect()
     }
@@ -768,7 +796,11 @@ impl<B: Backend> Threads<B> {
     }
 
     /// Checkpoint headers of a live thread, newest first, filtered.
-    pub fn list(&self, thread: &str, filter: &ListFilter) -> Result<Vec<CheckpointMeta>, ThreadError> {
+    pub fn list(
+        &self,
+        thread: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<CheckpointMeta>, ThreadError> {
         if self.meta(thread)?.is_none() {
             return Ok(Vec::new());
         }
@@ -781,7 +813,11 @@ impl<B: Backend> Threads<B> {
             if filter.source.is_some_and(|s| s != r.source) {
                 continue;
             }
-            if !filter.metadata.iter().all(|(k, v)| r.metadata.get(k) == Some(v)) {
+            if !filter
+                .metadata
+                .iter()
+                .all(|(k, v)| r.metadata.get(k) == Some(v))
+            {
                 continue;
             }
             out.push(Self::meta_of(thread, id, &r));
@@ -866,7 +902,10 @@ impl<B: Backend> Threads<B> {
         self.need_record(thread, id)?;
         if into == thread {
             return Ok(self
-                .put(thread, StepInput::after(id, Source::Fork, self.need_record(thread, id)?.step))?
+                .put(
+                    thread,
+                    StepInput::after(id, Source::Fork, self.need_record(thread, id)?.step),
+                )?
                 .id);
         }
         let _guard = self.lock();
@@ -891,9 +930,10 @@ impl<B: Backend> Threads<B> {
         };
         let meta = ThreadMeta {
             created_ms: now,
-            expires_at_ms: self.options.default_ttl.map(|t| {
-                now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-            }),
+            expires_at_ms: self
+                .options
+                .default_ttl
+                .map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))),
             next_id: 2,
         };
         // Clear leftovers of an expired thread of that name in the same batch.
@@ -937,10 +977,14 @@ impl<B: Backend> Threads<B> {
         let mut meta = self.meta(thread)?.ok_or_else(|| ThreadError::NoThread {
             thread: thread.to_owned(),
         })?;
-        meta.expires_at_ms =
-            ttl.map(|t| self.now().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
-        self.backend
-            .commit(vec![Mutation::Put(mkey(thread), enc("thread meta", &meta)?)])?;
+        meta.expires_at_ms = ttl.map(|t| {
+            self.now()
+                .saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        });
+        self.backend.commit(vec![Mutation::Put(
+            mkey(thread),
+            enc("thread meta", &meta)?,
+        )])?;
         Ok(())
     }
 
@@ -949,7 +993,8 @@ impl<B: Backend> Threads<B> {
     pub fn sweep_expired(&self) -> Result<Vec<String>, ThreadError> {
         let _guard = self.lock();
         let now = self.now();
-        let window = u64::try_from(self.options.idempotency_retention.as_millis()).unwrap_or(u64::MAX);
+        let window =
+            u64::try_from(self.options.idempotency_retention.as_millis()).unwrap_or(u64::MAX);
         let mut gone = Vec::new();
         let mut stale_keys = Vec::new();
         for (k, v) in self.backend.range("", None)? {
