@@ -2,7 +2,7 @@
 //!
 //! Layout (little-endian): magic `FWALBAT\0` (8 bytes), version u16 (1), reserved u16 (0),
 //! record count u32, then one frame per record exactly as in a segment (length, CRC-32, body;
-//! see [`crate::record`]), then a CRC-32 of every preceding byte. Records keep their LSN, ULID
+//! see `docs/formats/finn-wal.md`), then a CRC-32 of every preceding byte. Records keep their LSN, ULID
 //! and timestamp, so [`Wal::append_replicated`](crate::Wal::append_replicated) can restore them.
 //!
 //! ```

@@ -4,13 +4,106 @@
 //!
 //! # Example
 //! ```
-//! use finn_wal::{Kind, NewRecord, Options, Wal};
+//! use finn_wal::{Durability, Kind, Lsn, NewRecord, Options, Wal};
 //! # let dir = tempfile::tempdir()?;
-//! let (wal, _report) = Wal::open(dir.path(), Options::default())?;
+//! let (wal, report) = Wal::open(dir.path(), Options::default())?;
+//! assert!(report.is_clean());
 //! let lsn = wal.append(NewRecord::put(Kind::Session, "s-1", b"hello".to_vec()))?; // after fdatasync
+//! wal.append_batch(
+//!     vec![NewRecord::event(Kind::Audit, b"a".to_vec()), NewRecord::delete(Kind::Session, "s-0")],
+//!     Durability::Sync,
+//! )?; // all or nothing after a crash
 //! assert_eq!(wal.read(lsn)?.map(|r| r.payload), Some(b"hello".to_vec()));
+//! for record in wal.iter_from(Lsn::ZERO)? {
+//!     let record = record?; // every record is CRC-checked as it is read
+//!     assert!(record.lsn >= lsn);
+//! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Guarantees
+//! - **Acknowledged means durable.** With [`Durability::Sync`] (the default) an append returns
+//!   only after an fdatasync covering it; concurrent `Sync` appenders share one fdatasync
+//!   (leader / follower group commit). [`Durability::Batch`] bounds the power-loss window to
+//!   about `max_delay`; [`Durability::None`] survives a process crash (the bytes are in the
+//!   OS) but not a power loss until [`Wal::sync`]. A SIGKILL torture test (8 threads, 200
+//!   kills) checks this on every CI run.
+//! - **Atomic batches.** [`Wal::append_batch`] writes one frame under one CRC: after a crash all
+//!   or none of it is visible.
+//! - **The true tail.** Open scans every segment and verifies every CRC; LSNs continue from the
+//!   real last record (never reused, never skipped) and ULIDs stay monotonic across restarts
+//!   even if the wall clock steps back (each segment header carries the previous ULID).
+//! - **No silent repair.** A torn tail (what a crash mid-append leaves) is cut off and the cut
+//!   fsynced; every repair is logged with `tracing` and listed in the [`RecoveryReport`].
+//!   Damage that cannot be a torn tail is an error unless you ask for [`RecoveryMode::SalvageAll`].
+//! - **fsync discipline.** Segment data is fdatasynced; the directory is fsynced after every
+//!   create, rename and delete. After a failed write or fsync the WAL is poisoned: every later
+//!   write fails with [`Error::Poisoned`] until it is reopened; a failed fsync is never retried.
+//! - **One writer.** An OS lock (`File::try_lock`, flock) is held for the `Wal`'s life; a second
+//!   opener, in another process or the same one, gets [`Error::Locked`] naming the holder's
+//!   pid (read from `wal.pid`, which is diagnostic only). [`Wal::open_read_only`] works beside
+//!   a running writer.
+//! - **Nothing deletes unconfirmed data.** Only [`Wal::prune_through`] (whole segments at or
+//!   below an LSN the caller confirms is checkpointed), configured [`Retention`] (never past
+//!   the confirmed mark) and an explicit [`Wal::truncate_after`] remove records. Compaction
+//!   drops only superseded keyed records.
+//! - **Compaction** keeps events and the newest put or delete (as a tombstone) of each
+//!   `(kind, key)`, keeps LSNs (replay order stays LSN order), and is crash-safe: temp file →
+//!   fsync → rename → directory fsync → delete the old segments. It runs when superseded bytes
+//!   reach [`Options::compaction_garbage_ratio`] of the log (or an eighth under disk-pressure
+//!   warning), at most once per rotation: amortized O(1) work per append.
+//! - **Disk pressure** from the WAL's real size and the filesystem's `f_bavail`: a warning
+//!   triggers compaction, critical rejects appends with [`Error::DiskPressureCritical`] and
+//!   touches nothing already written.
+//!
+//! # What it does not do
+//! - No replication or shipping by itself: [`batch`] encodes runs of records and
+//!   [`Wal::append_replicated`] restores them; moving bytes is `finn-checkpoint`'s job.
+//! - No encryption, no compression, no per-record signatures (sign checkpoints instead).
+//! - Reads see appended records whether durable or not; bound by [`Wal::durable_lsn`] when you
+//!   ship them. A read-only handle sees the log as it was when opened.
+//! - Recovery reads every segment on open (fast, but proportional to the log's size; prune
+//!   checkpointed segments to bound it).
+//! - Keys are folded per `(kind, key)`; events are never folded.
+//!
+//! # Recovery modes
+//! | damage | [`TolerateTornTail`](RecoveryMode::TolerateTornTail) (default) | [`AbsoluteConsistency`](RecoveryMode::AbsoluteConsistency) | [`SalvageAll`](RecoveryMode::SalvageAll) |
+//! |---|---|---|---|
+//! | newest segment, nothing valid after it (torn tail) | cut off, fsynced, reported | error | cut off, reported |
+//! | newest segment, valid frames after it | error | error | skipped, reported |
+//! | older segment | error | error | skipped; segment rewritten, original kept as `*.damaged-*` |
+//! | segment header | error | error | segment set aside as `*.damaged-*` |
+//!
+//! # On-disk format
+//! A directory of segments `{first_lsn:020}.wal` (64-byte header: magic `FINNWAL\0`, version,
+//! flags, first LSN, compacted range, creation time, previous ULID, CRC), preallocated with
+//! zeros to [`Options::segment_size`] (64 MiB) so fdatasync needs no metadata commit, rotated
+//! by size or age (1 h), trimmed when sealed. Frames are `len u32 | crc32 u32 | tag | records`;
+//! a record is `lsn u64 | ulid | timestamp | kind u16 | op | flags | key_len | payload_len | key
+//! | payload`. Format version 1; readers accept versions up to their own. The byte-by-byte
+//! description is in `docs/formats/finn-wal.md`.
+//!
+//! # Performance
+//! Measured with `cargo bench -p finn-wal -- --quick` on the 2-vCPU CI VM under heavy CPU
+//! contention from other builds (`/proc/pressure/cpu` some avg10 ≈ 97%), ratios within one run:
+//!
+//! | bench | result | ratio |
+//! |---|---|---|
+//! | 1 writer, `Sync`, 256 B | 251 appends/s | 1.07× raw `pwrite + fdatasync` (235/s; both bound by the 4 ms scheduler tick under contention) |
+//! | 8 writers, `Sync` | 15.8k appends/s, group 4.2 | 63× the single writer |
+//! | 64 writers, `Sync` | 35.3k appends/s, group 25.5 | 141× the single writer |
+//! | `None`, 256 B | 335k appends/s | 1.5× raw `pwrite` (noise: both are one `pwrite`) |
+//! | open + replay 1M × 256 B, warm | 2.2M records/s | 0.25× raw read + CRC (8.7M/s) |
+//!
+//! Replay misses its 4M records/s target under this contention: open verifies every segment
+//! and iteration reads them again (two passes plus one allocation per record).
+//!
+//! # Crate features
+//! None. Fail points (`fail` crate) are compiled to nothing unless `fail/failpoints` is on,
+//! which only this crate's own tests enable.
+//!
+//! # Minimum supported Rust version
+//! The workspace `rust-version` (1.89, for `File::try_lock`).
 
 pub mod batch;
 pub mod codec;

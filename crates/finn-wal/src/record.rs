@@ -346,6 +346,9 @@ fn parse_record(b: &[u8]) -> Result<(RecordRef<'_>, usize), Corruption> {
 pub(crate) struct BodyRecords<'a> {
     rest: &'a [u8],
     remaining: u32,
+    /// LSN of the first and of the last record (found while validating).
+    pub(crate) first_lsn: u64,
+    pub(crate) last_lsn: u64,
 }
 
 impl<'a> BodyRecords<'a> {
@@ -369,6 +372,7 @@ impl<'a> BodyRecords<'a> {
         };
         let mut cursor = rest;
         let mut previous: Option<u64> = None;
+        let mut first_lsn = 0;
         for _ in 0..count {
             let (r, len) = parse_record(cursor)?;
             if let Some(p) = previous
@@ -379,6 +383,9 @@ impl<'a> BodyRecords<'a> {
                     found: r.lsn,
                 });
             }
+            if previous.is_none() {
+                first_lsn = r.lsn;
+            }
             previous = Some(r.lsn);
             cursor = &cursor[len..];
         }
@@ -388,6 +395,8 @@ impl<'a> BodyRecords<'a> {
         Ok(BodyRecords {
             rest,
             remaining: count,
+            first_lsn,
+            last_lsn: previous.unwrap_or(first_lsn),
         })
     }
 }

@@ -405,8 +405,9 @@ fn scan_segment(
         let damage_at = match next {
             Next::Frame { offset, len, body } => {
                 match check_body(body, *prev_lsn, lower, next_bound) {
-                    Ok((first, last)) => {
-                        for r in BodyRecords::parse(body).into_iter().flatten() {
+                    Ok(records) => {
+                        let (first, last) = (records.first_lsn, records.last_lsn);
+                        for r in records {
                             if let (Some(code), Some(key)) = (r.kind.code(), r.key)
                                 && r.op != crate::Op::Event
                             {
@@ -462,10 +463,9 @@ fn check_body(
     prev_lsn: u64,
     lower: u64,
     next_bound: u64,
-) -> Result<(u64, u64), Corruption> {
-    let mut records = BodyRecords::parse(body)?;
-    let first = records.next().map(|r| r.lsn).ok_or(Corruption::Malformed)?;
-    let last = records.last().map_or(first, |r| r.lsn);
+) -> Result<BodyRecords<'_>, Corruption> {
+    let records = BodyRecords::parse(body)?;
+    let (first, last) = (records.first_lsn, records.last_lsn);
     let floor = prev_lsn.max(lower.saturating_sub(1));
     if first <= floor || last >= next_bound {
         return Err(Corruption::LsnOrder {
@@ -473,7 +473,7 @@ fn check_body(
             found: first,
         });
     }
-    Ok((first, last))
+    Ok(records)
 }
 
 fn resync(
@@ -515,7 +515,10 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<
     while at < to {
         let n = ((to - at) as usize).min(CHUNK);
         file.read_exact_at(&mut buf[..n], at)?;
-        if let Some(i) = buf[..n].iter().position(|&b| b != 0) {
+        // An OR-reduction vectorises; locate the exact byte only when there is one.
+        if buf[..n].iter().fold(0u8, |acc, &b| acc | b) != 0
+            && let Some(i) = buf[..n].iter().position(|&b| b != 0)
+        {
             return Ok(Some(at + i as u64));
         }
         at += n as u64;

@@ -257,7 +257,11 @@ impl Inner {
         Metrics::add(&self.metrics.bytes_written, frame_len);
 
         // Key index for compaction.
-        {
+        let keyed = match &input {
+            Input::New(records) => records.iter().any(|r| r.op != crate::Op::Event),
+            Input::Replicated(records) => records.iter().any(|r| r.op != crate::Op::Event),
+        };
+        if keyed {
             let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             let mut observe = |r: RecordRef<'_>| {
                 if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =

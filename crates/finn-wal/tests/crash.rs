@@ -231,7 +231,13 @@ fn sigkill_torture_loses_no_acknowledged_append() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng::new(std::process::id() as u64 ^ 0x9e37_79b9);
+    // `cargo xtask crash --seed S` sets FINN_CRASH_SEED so a campaign's kill moments replay.
+    let seed = std::env::var("FINN_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(std::process::id() as u64 ^ 0x9e37_79b9);
+    eprintln!("seed {seed} (FINN_CRASH_SEED={seed} replays it)");
+    let mut rng = Rng::new(seed);
     let mut acks = Acks::new();
     let mut log = Vec::new();
     for i in 0..iterations {

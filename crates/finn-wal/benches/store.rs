@@ -1,0 +1,122 @@
+//! Agent-state store benchmarks, beside the seed-002 targets (WAL write < 10 ms, replay
+//! < 100 ms, clear < 5 ms), which finn must beat by at least 20×.
+//!
+//! * `txn/commit_10_files`: a state-directory transaction writing ten 1 KiB files (one WAL
+//!   fdatasync, ten file fdatasyncs, renames, one directory fsync). Compare with the "WAL write"
+//!   target.
+//! * `kv/put_sync`, `kv/get`: one durable put (one fdatasync) — the "WAL write" — and one read.
+//! * `journal/append_sync`: one durable journal append.
+//! * `journal/restore`: restore of a stream (snapshot + 99 later entries, 256 B each), and
+//!   `replay/open_10k`: reopening a WAL of 10,000 keyed 256 B records and folding them into the view — the "replay".
+//! * `journal/delete_100`: deleting a stream of 100 entries in one durable batch — the "clear".
+//!
+//! Run briefly with `cargo bench -p finn-wal --bench store -- --quick`.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use finn_wal::store::{Backend, Mutation, WalBackend};
+use finn_wal::store::journal::{JournalOptions, Journals};
+use finn_wal::store::kv::{Kv, KvOptions};
+use finn_wal::store::txn::StateDir;
+use finn_wal::{Options, Wal};
+
+fn options() -> Options {
+    Options {
+        segment_size: 16 << 20,
+        ..Options::default()
+    }
+}
+
+fn backend(dir: &std::path::Path, ns: &str) -> WalBackend {
+    let (wal, _) = Wal::open(dir, options()).unwrap();
+    WalBackend::open(Arc::new(wal), ns).unwrap()
+}
+
+fn concat(state: &mut Vec<u8>, entry: &[u8]) {
+    state.truncate(0);
+    state.extend_from_slice(entry);
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) =
+        StateDir::open(dir.path().join("files"), backend(&dir.path().join("wal-t"), "txn"), "b")
+            .unwrap();
+    let body = vec![7u8; 1024];
+    g.bench_function("txn/commit_10_files", |b| {
+        b.iter(|| {
+            let mut t = state.begin();
+            for i in 0..10 {
+                t.write(&format!("f{i}"), body.clone()).unwrap();
+            }
+            t.commit().unwrap()
+        })
+    });
+
+    let kv = Kv::open(backend(&dir.path().join("wal-kv"), "kv"), KvOptions::default()).unwrap();
+    let mut n = 0u64;
+    g.bench_function("kv/put_sync", |b| {
+        b.iter(|| {
+            n += 1;
+            kv.put("ns", &format!("k{}", n % 1000), vec![1; 256], None).unwrap()
+        })
+    });
+    g.bench_function("kv/get", |b| b.iter(|| kv.get("ns", "k500").unwrap()));
+
+    let jdir = dir.path().join("wal-j");
+    let j = Journals::open(backend(&jdir, "j"), JournalOptions::default())
+        .unwrap()
+        .with_reducer(concat);
+    g.bench_function("journal/append_sync", |b| {
+        b.iter(|| j.append("bench", vec![3; 256]).unwrap())
+    });
+    for _ in 0..100 {
+        j.append("restore", vec![5; 256]).unwrap();
+    }
+    j.snapshot_now("restore").unwrap();
+    for _ in 0..99 {
+        j.append("restore", vec![6; 256]).unwrap();
+    }
+    g.bench_function("journal/restore", |b| {
+        b.iter(|| j.restore_state("restore").unwrap())
+    });
+    g.bench_function("journal/delete_100", |b| {
+        b.iter_batched(
+            || {
+                j.append_all("victim", vec![vec![1; 256]; 100]).unwrap();
+            },
+            |()| j.delete("victim").unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+
+    let rdir = dir.path().join("wal-r");
+    {
+        let b = backend(&rdir, "kv");
+        for chunk in 0..100u32 {
+            let batch = (0..100u32)
+                .map(|i| Mutation::Put(format!("k{chunk:03}{i:03}"), vec![9; 256]))
+                .collect();
+            b.commit_relaxed(batch).unwrap();
+        }
+        b.wal().sync().unwrap();
+    }
+    g.bench_function("replay/open_10k", |b| {
+        b.iter(|| {
+            let b = backend(&rdir, "kv");
+            b.range("", None).unwrap().len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(store, benches);
+criterion_main!(store);
