@@ -20,12 +20,13 @@ use serde::Serialize;
 
 use crate::bead::{Bead, Status};
 use crate::error::Error;
-use crate::jsonl::{Line, Reader};
+use crate::jsonl::{Line, LineError, parse_line};
 use crate::store::Store;
 use crate::timestamp::Timestamp;
 use crate::tx::Tx;
 
-/// Records per WAL batch during an import.
+/// Most records per WAL batch during an import (batches are also capped at a quarter of the
+/// WAL segment size).
 pub const IMPORT_CHUNK: usize = 8192;
 
 /// Import options.
@@ -128,10 +129,10 @@ impl Store {
 
     fn import_lines(
         &self,
-        lines: Vec<(u64, Line)>,
+        lines: Vec<(u64, Line, usize)>,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        for (n, line) in &lines {
+        for (n, line, _) in &lines {
             if let Line::Issue(b) = line {
                 self.options()
                     .limits
@@ -141,7 +142,7 @@ impl Store {
         }
         let incoming: HashSet<String> = lines
             .iter()
-            .filter_map(|(_, l)| match l {
+            .filter_map(|(_, l, _)| match l {
                 Line::Issue(b) => Some(b.id.clone()),
                 Line::Other { .. } => None,
             })
@@ -156,15 +157,28 @@ impl Store {
             self.read(|state| {
                 let limits = &self.options().limits;
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
+                let lines = lines.into_iter().map(|(n, l, _)| (n, l)).collect();
                 merge(&mut tx, lines, &incoming, &mut report);
             });
             return Ok(report);
         }
         // Each chunk is one atomic WAL batch. A crash between chunks leaves a prefix applied;
         // running the same import again completes it (already-applied records are unchanged).
+        // Batches stay well inside one WAL segment (a batch frame cannot span segments).
+        let budget = usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX);
         let mut lines = lines.into_iter().peekable();
         while lines.peek().is_some() {
-            let chunk: Vec<(u64, Line)> = lines.by_ref().take(IMPORT_CHUNK).collect();
+            let mut chunk: Vec<(u64, Line)> = Vec::new();
+            let mut bytes = 0usize;
+            while let Some((_, _, len)) = lines.peek() {
+                if !chunk.is_empty() && (chunk.len() >= IMPORT_CHUNK || bytes + len > budget) {
+                    break;
+                }
+                bytes += len;
+                if let Some((n, l, _)) = lines.next() {
+                    chunk.push((n, l));
+                }
+            }
             self.transact(|tx| {
                 merge(tx, chunk, &incoming, &mut report);
                 Ok(())
@@ -174,13 +188,30 @@ impl Store {
     }
 }
 
-fn read_all(reader: impl BufRead, path: &Path) -> Result<Vec<(u64, Line)>, Error> {
-    Reader::new(reader)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| Error::Import {
-            path: path.to_owned(),
-            source,
-        })
+/// Parses every line, keeping each line's byte length to size the WAL batches.
+fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<(u64, Line, usize)>, Error> {
+    let err = |source| Error::Import {
+        path: path.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        line += 1;
+        match reader.read_line(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(_) => {}
+            Err(source) => return Err(err(LineError::Io { line, source })),
+        }
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let parsed = parse_line(text).map_err(|source| err(LineError::Json { line, source }))?;
+        out.push((line, parsed, text.len()));
+    }
 }
 
 fn merge(

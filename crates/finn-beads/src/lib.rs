@@ -1,6 +1,80 @@
 //! Work items (beads) as WAL events: issues.jsonl interop, ready queue, leased claims and run state.
 //!
-//! (crate docs are completed below)
+//! Beads are the work items of the `bd` issue tracker used by coding agents; their interchange
+//! format is `.beads/issues.jsonl`. `finn-beads` keeps them in a [`finn_wal`] log: every mutation
+//! is validated, appended (durably, by default) and only then applied, and the in-memory
+//! [`State`] is a pure fold of the log. `finn-beads` is part of [finn](https://docs.rs/finn);
+//! most users want that facade.
+//!
+//! # Example
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use std::time::Duration;
+//! use finn_beads::{Bead, DepType, Options, Outcome, ReadyQuery, Store};
+//!
+//! let store = Store::open(dir.path(), Options::default())?;
+//! store.transact(|tx| {
+//!     tx.create(Bead::new("bd-a", "Design the schema"))?;
+//!     tx.create(Bead::new("bd-b", "Write the migration"))?;
+//!     tx.add_dependency("bd-b", "bd-a", DepType::Blocks)?;
+//!     Ok(())
+//! })?;
+//! // Only bd-a is ready; a worker claims it under a lease.
+//! let claim = store.claim("agent-1", Duration::from_secs(600), &ReadyQuery::default())?.unwrap();
+//! assert_eq!(claim.bead_id, "bd-a");
+//! store.release(&claim, Outcome::Done)?;
+//! assert_eq!(store.ready(&ReadyQuery::default())[0].id, "bd-b");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//! - **Write-ahead.** A mutation is durable in the WAL (`Sync`, fdatasync) before it is applied
+//!   or acknowledged. An invalid mutation returns a [`ValidationError`] and writes nothing.
+//!   A [`Store::transact`] closure commits as one atomic WAL batch: all of it or none of it.
+//! - **The state is a fold of the WAL.** Each record is the post-image of one bead (or of one
+//!   non-issue record), keyed `bead/<id>`. Replay is in LSN order, skips records at or below the
+//!   applied LSN, and applying a record twice changes nothing. Creates carry their id, so replay
+//!   never mints a new one. After a crash the state is exactly that of the acknowledged records
+//!   (plus, possibly, the one in flight). WAL compaction keeps the newest record per bead, so
+//!   history shrinks instead of growing.
+//! - **Lossless interop.** Import then export of a real `issues.jsonl` gives the same JSON
+//!   objects: unknown fields, unknown record types (`_type`, memories), explicit `null`s and
+//!   timestamp spellings are kept. Tombstones are exported so deletions propagate.
+//! - **Merging import.** An incoming bead older (`updated_at`) than the local one is skipped and
+//!   reported; a stale export re-imported after newer changes loses nothing. `dry_run` reports
+//!   without writing.
+//! - **Ready work** with `bd ready` semantics ([`State::ready`]): status open, not deferred, no
+//!   active `blocks` / `conditional-blocks` / `waits-for` blocker, no blocked parent (transitive);
+//!   sort policies, filters, limit and an explanation for every excluded bead. The blocked set is
+//!   maintained incrementally on every write.
+//! - **Leased claims.** [`Store::claim`] picks the best ready bead and marks it `in_progress` with
+//!   a lease in one record: two workers never hold the same bead. Expired leases return to the
+//!   queue at the next claim.
+//! - **Many processes.** With [`Sharing::MultiProcess`], writers serialize on a lock file held
+//!   for a short critical section: lock, reopen the WAL, fold in others' records, validate,
+//!   append with `Sync`, unlock. No shell and no external command is run anywhere.
+//!
+//! # What it does not do
+//! - It does not talk to `bd`/`br` or their SQLite databases; interop is through `issues.jsonl`.
+//! - Imported records are checked only for a storable id: a foreign file is data to preserve,
+//!   not input to police (the fixture in this repository has dependency targets with log lines
+//!   glued to them; they are kept and reported as dangling).
+//! - Checkpoints are the caller's: take [`State::snapshot`] (or [`Store::snapshot`]) with its
+//!   LSN, and reopen with [`Store::open_from_snapshot`] after pruning the WAL.
+//! - One transaction is one WAL batch and must fit in a WAL segment (4 MiB by default, see
+//!   [`DEFAULT_SEGMENT_SIZE`]); a larger one fails with the WAL's `TooLarge` error and writes
+//!   nothing. Imports split themselves into batches of at most a quarter segment.
+//! - Reads in [`Sharing::MultiProcess`] mode see other processes' writes after
+//!   [`Store::refresh`] (writes always refresh first).
+//!
+//! # On-disk format
+//! A store directory holds `beads.lock` (the cross-process lock file) and `wal/` (a finn-wal
+//! log). Records are `Kind::Bead` puts keyed `bead/<id>` or `record/<key>` whose payload is JSON
+//! (`{"v":1,"changes":[...],"bead":{...},"lease":{...}}`); see `docs/formats/finn-beads.md`.
+//! Payload version 1; readers accept versions up to their own and refuse newer ones loudly.
+//!
+//! # Minimum supported Rust version
+//! The workspace `rust-version` (1.89).
 
 mod bead;
 mod error;

@@ -188,17 +188,19 @@ impl State {
     /// The ready list for `query` at instant `now` (`bd ready`).
     pub fn ready(&self, query: &ReadyQuery, now: &Timestamp) -> Vec<&Bead> {
         let parent_scope = query.parent.as_deref().map(|p| self.descendants(p));
-        let mut out: Vec<&Bead> = self
-            .pool()
-            .iter()
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let candidates = self
+            .pool_ordered()
             .filter_map(|id| self.get(id))
             .filter(|b| self.readiness(b, now).is_none())
-            .filter(|b| filter_miss(b, query, parent_scope.as_ref()).is_none())
-            .collect();
-        sort_beads(&mut out, query.sort, now);
-        if let Some(limit) = query.limit {
-            out.truncate(limit);
+            .filter(|b| filter_miss(b, query, parent_scope.as_ref()).is_none());
+        if query.sort == SortPolicy::Priority {
+            // The pool is kept in this order: stop as soon as the limit is reached.
+            return candidates.take(limit).collect();
         }
+        let mut out: Vec<&Bead> = candidates.collect();
+        sort_beads(&mut out, query.sort, now);
+        out.truncate(limit);
         out
     }
 
@@ -255,6 +257,10 @@ impl State {
     }
 
     fn deferred_ancestor(&self, b: &Bead, now: &Timestamp) -> Option<String> {
+        let marks = self.deferral_marks();
+        if marks.is_empty() {
+            return None;
+        }
         let mut seen: HashSet<&str> = HashSet::new();
         let mut stack: Vec<&str> = b.parents().collect();
         while let Some(p) = stack.pop() {
@@ -262,7 +268,7 @@ impl State {
                 continue;
             }
             if let Some(pb) = self.get(p) {
-                if !pb.status.is_terminal() && pb.is_deferred_at(now) {
+                if marks.contains(p) && pb.is_deferred_at(now) {
                     return Some(p.to_owned());
                 }
                 stack.extend(pb.parents());

@@ -243,8 +243,8 @@ impl Store {
         })
     }
 
-    /// Opens a circuit breaker: a `debt` bead "Circuit Breaker: Sprint <id>" (P0,
-    /// `circuit-breaker`, `same-issue-<n>x`) with a "Triggered: <reason>" comment, and labels the
+    /// Opens a circuit breaker: a `debt` bead "Circuit Breaker: Sprint &lt;id&gt;" (P0,
+    /// `circuit-breaker`, `same-issue-<n>x`) with a "Triggered: &lt;reason&gt;" comment, and labels the
     /// current run `circuit-breaker`. Returns the breaker's id.
     pub fn create_circuit_breaker(
         &self,
@@ -277,7 +277,7 @@ impl Store {
         self.create_circuit_breaker(&sprint, reason, 1)
     }
 
-    /// Closes a circuit breaker ("Resolved at <time>") and, when no other breaker stays open,
+    /// Closes a circuit breaker ("Resolved at &lt;time&gt;") and, when no other breaker stays open,
     /// takes `circuit-breaker` off the current run.
     pub fn resolve_circuit_breaker(&self, id: &str) -> Result<(), Error> {
         self.transact(|tx| resolve_in(tx, &[id.to_owned()]))

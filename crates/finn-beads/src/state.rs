@@ -1,7 +1,7 @@
 //! The materialized state: a pure fold of the bead records of a WAL, plus the indexes that keep
 //! the blocked set current without recomputing it per query.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use finn_wal::{Kind, Lsn, Op, Record};
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,12 @@ pub struct Blocker {
     pub reason: BlockReason,
 }
 
+type PoolKey = (
+    crate::bead::Priority,
+    Option<crate::timestamp::Timestamp>,
+    String,
+);
+
 #[derive(Clone, Debug, Default)]
 struct Index {
     /// target -> beads with an edge that affects readiness pointing at it.
@@ -139,8 +145,14 @@ struct Index {
     direct: HashSet<String>,
     /// Non-terminal beads that are directly blocked or have a blocked parent.
     blocked: HashSet<String>,
-    /// Open beads that are not blocked (deferral and filters are applied at query time).
-    pool: HashSet<String>,
+    /// Open beads that are not blocked (deferral and filters are applied at query time), with
+    /// their key in `ordered`.
+    pool: HashMap<String, PoolKey>,
+    /// The pool in `bd ready`'s default order: priority, creation time, id.
+    ordered: BTreeSet<PoolKey>,
+    /// Non-terminal beads with a `defer_until` or status `deferred` (their descendants may be
+    /// held back); empty in most stores, which lets ready queries skip ancestor walks.
+    deferred: HashSet<String>,
     /// Beads whose direct-blocker state must be recomputed.
     dirty: HashSet<String>,
 }
@@ -479,8 +491,14 @@ impl State {
             .flat_map(|s| s.iter().map(String::as_str))
     }
 
-    pub(crate) fn pool(&self) -> &HashSet<String> {
-        &self.index.pool
+    /// The ready pool (open, unblocked) in priority order.
+    pub(crate) fn pool_ordered(&self) -> impl Iterator<Item = &str> {
+        self.index.ordered.iter().map(|(_, _, id)| id.as_str())
+    }
+
+    /// Beads that may be deferred (see `Index::deferred`).
+    pub(crate) fn deferral_marks(&self) -> &HashSet<String> {
+        &self.index.deferred
     }
 
     /// Recomputes the blocked set and ready pool for what changed since the last call.
@@ -551,15 +569,24 @@ impl State {
                 }
             }
         }
-        // 4. Ready pool membership.
+        // 4. Ready pool membership and deferral marks.
         for id in &region {
-            match self.beads.get(id) {
-                Some(e) if e.bead.status == Status::Open && !self.index.blocked.contains(id) => {
-                    self.index.pool.insert(id.clone());
-                }
-                _ => {
-                    self.index.pool.remove(id);
-                }
+            if let Some(old) = self.index.pool.remove(id) {
+                self.index.ordered.remove(&old);
+            }
+            self.index.deferred.remove(id);
+            let Some(e) = self.beads.get(id) else {
+                continue;
+            };
+            let b = &e.bead;
+            if !b.status.is_terminal() && (b.defer_until.is_some() || b.status == Status::Deferred)
+            {
+                self.index.deferred.insert(id.clone());
+            }
+            if b.status == Status::Open && !self.index.blocked.contains(id) {
+                let key = (b.priority, b.created_at.clone(), id.clone());
+                self.index.ordered.insert(key.clone());
+                self.index.pool.insert(id.clone(), key);
             }
         }
     }

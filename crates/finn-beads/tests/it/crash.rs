@@ -218,7 +218,12 @@ fn crash_sigkill_rounds_keep_exactly_the_acknowledged_state() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut model = Model::new();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    // `cargo xtask crash --seed S` sets FINN_CRASH_SEED to run a different, replayable campaign.
+    let campaign_seed = std::env::var("FINN_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(campaign_seed);
     let mut acked_total = 0usize;
     for round in 0..rounds {
         let kill_after = rng.gen_range(0..20usize);
