@@ -7,6 +7,7 @@ use crate::Lsn;
 
 use crate::manifest::{LineageId, ManifestDefect, ManifestRejection};
 use crate::path::PathDefect;
+use crate::pitr::RestoreTarget;
 use crate::sign::KeyError;
 
 /// The kind of remote call that failed.
@@ -318,6 +319,62 @@ pub enum Error {
     /// The writer was poisoned by an earlier error that left its remote view uncertain.
     #[error("checkpointer stopped after an earlier fencing error; open a new one")]
     Stopped,
+    /// A restore target lies before the oldest point the prefix can restore (older than every
+    /// retained checkpoint of the lineage, and its shipped WAL does not start at LSN 1).
+    #[error("restore target {target} is before the oldest restorable point")]
+    TargetBeforeHistory {
+        /// The target.
+        target: RestoreTarget,
+        /// The oldest restorable LSN, when there is one.
+        earliest: Option<Lsn>,
+    },
+    /// A restore target lies beyond everything checkpointed or shipped.
+    #[error("restore target {target} is beyond the newest restorable lsn {newest}")]
+    TargetBeyondHistory {
+        /// The target.
+        target: RestoreTarget,
+        /// The newest restorable LSN.
+        newest: Lsn,
+    },
+    /// The prefix holds no checkpoint that verifies and no shipped WAL.
+    #[error("nothing to restore: no checkpoint verifies and no wal was shipped")]
+    NothingToRestore,
+    /// The WAL a restore should replay into already holds records above the base checkpoint.
+    #[error(
+        "the wal to restore into already ends at lsn {wal_last}, above the base checkpoint's lsn {base}; restore into an empty wal"
+    )]
+    RestoreWalAhead {
+        /// The WAL's last LSN.
+        wal_last: Lsn,
+        /// The base checkpoint's covered LSN.
+        base: Lsn,
+    },
+    /// A file was asked for that the checkpoint does not hold.
+    #[error("the checkpoint holds no file {path}")]
+    NotInCheckpoint {
+        /// The path asked for.
+        path: String,
+    },
+    /// Shipping stopped or failed before the record reached the object store.
+    #[error("lsn {lsn} is not shipped")]
+    NotShipped {
+        /// The LSN waited for.
+        lsn: Lsn,
+        /// The failure of the shipping attempt made after the wait began.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+    /// The shipper has stopped (shut down, or fenced off).
+    #[error("the wal shipper has stopped")]
+    ShipperStopped,
+    /// An LSN was waited for that the WAL never appended.
+    #[error("lsn {lsn} was never appended; the wal ends at {last}")]
+    NotAppended {
+        /// The LSN waited for.
+        lsn: Lsn,
+        /// The WAL's last LSN.
+        last: Lsn,
+    },
 }
 
 impl Error {
@@ -330,6 +387,10 @@ impl Error {
 
     /// Whether this error means another writer owns the prefix now.
     pub fn is_fenced(&self) -> bool {
-        matches!(self, Error::Fenced { .. } | Error::Stopped)
+        match self {
+            Error::Fenced { .. } | Error::Stopped => true,
+            Error::NotShipped { source, .. } => source.is_fenced(),
+            _ => false,
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! lease/{epoch:020}.renewed                             its latest renewal (overwritten by its holder)
 //! lease/{epoch:020}.seal                                signed seal: what existed when the epoch began
 //! wal/{lineage}/{first:020}-{last:020}-{epoch:020}.batch  signed batches of shipped WAL records
+//! wal/{lineage}/{first:020}-{last:020}-{epoch:020}.l{n}.batch  the same, compacted to level n >= 1
 //! ```
 //!
 //! Numbers are zero-padded to 20 digits so lexical order is numeric order.
@@ -86,7 +87,7 @@ pub(crate) fn parse_lease_key(rel: &str) -> Option<(u64, LeaseObject)> {
 }
 
 /// What a shipped batch's key says about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct BatchName {
     /// LSN of its first record.
     pub first: Lsn,
@@ -96,15 +97,26 @@ pub struct BatchName {
     pub epoch: u64,
     /// Its lineage.
     pub lineage: LineageId,
+    /// Compaction level: 0 for a batch as shipped, n >= 1 for one that merges consecutive
+    /// objects of level n - 1 (see [`LevelPolicy`](crate::LevelPolicy)). Named by the key, not
+    /// signed: it only says how the object came to be, never what it holds.
+    pub level: u8,
 }
+
+/// Highest compaction level a key may name.
+pub(crate) const MAX_LEVEL: u8 = 9;
 
 pub(crate) fn wal_dir(lineage: LineageId) -> String {
     format!("{WAL}/{lineage}")
 }
 
 pub(crate) fn batch_key(b: &BatchName) -> String {
+    let level = match b.level {
+        0 => String::new(),
+        n => format!(".l{n}"),
+    };
     format!(
-        "{WAL}/{}/{:020}-{:020}-{:020}.batch",
+        "{WAL}/{}/{:020}-{:020}-{:020}{level}.batch",
         b.lineage,
         b.first.get(),
         b.last.get(),
@@ -117,6 +129,15 @@ pub(crate) fn parse_batch_key(rel: &str) -> Option<BatchName> {
     let (lineage, file) = rest.split_once('/')?;
     let lineage: LineageId = lineage.parse().ok()?;
     let stem = file.strip_suffix(".batch")?;
+    let (stem, level) = match stem.split_once('.') {
+        None => (stem, 0),
+        Some((stem, level)) => {
+            let n = level.strip_prefix('l')?;
+            // One canonical spelling per level: "l1".."l9", never "l01" or "l0".
+            let level: u8 = (n.len() == 1).then(|| n.parse().ok()).flatten()?;
+            (stem, (1..=MAX_LEVEL).contains(&level).then_some(level)?)
+        }
+    };
     let mut parts = stem.split('-');
     let first = parse_padded(parts.next()?)?;
     let last = parse_padded(parts.next()?)?;
@@ -129,6 +150,7 @@ pub(crate) fn parse_batch_key(rel: &str) -> Option<BatchName> {
         last: Lsn::new(last),
         epoch,
         lineage,
+        level,
     })
 }
 
@@ -158,8 +180,25 @@ mod tests {
             last: Lsn::new(99),
             epoch: 3,
             lineage: LineageId::generate(),
+            level: 0,
         };
         assert_eq!(parse_batch_key(&batch_key(&b)), Some(b));
+        for level in 1..=MAX_LEVEL {
+            let l = BatchName { level, ..b };
+            assert!(batch_key(&l).ends_with(&format!(".l{level}.batch")));
+            assert_eq!(parse_batch_key(&batch_key(&l)), Some(l));
+        }
+        let base = batch_key(&b);
+        for bad in [
+            ".l0.batch",
+            ".l10.batch",
+            ".l01.batch",
+            ".x1.batch",
+            ".l.batch",
+        ] {
+            let k = base.replace(".batch", bad);
+            assert_eq!(parse_batch_key(&k), None, "{k}");
+        }
         assert!(manifest_key(9) < manifest_key(10));
     }
 }

@@ -109,18 +109,23 @@
 mod archive;
 mod checkpoint;
 pub mod codec;
+mod delta;
 mod error;
 pub mod fault;
 mod gc;
 mod layout;
 mod lease;
+mod levels;
 pub mod manifest;
 mod path;
+mod pitr;
 mod read;
 mod remote;
 mod ship;
+mod shipper;
 mod sign;
 mod store;
+mod travel;
 mod upload;
 
 pub use archive::{
@@ -136,14 +141,20 @@ pub use finn_wal::Lsn;
 pub use gc::GcReport;
 pub use layout::BatchName;
 pub use lease::{DEFAULT_LEASE_TTL, Fences, Seal, Takeover};
+pub use levels::{CompactReport, LevelPolicy, LevelSpec};
 pub use manifest::{
     ContentHash, FileEntry, LineageId, Manifest, ManifestDefect, ManifestHash, ManifestLink,
     ManifestRejection, ParentLink, SignedManifest,
 };
 pub use path::{CheckpointPath, MAX_PATH_LEN, PathDefect};
+pub use pitr::{
+    PlannedBase, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget, SkippedCheckpoint,
+};
 pub use read::{ChainCheck, FetchReport, Reader, VerifiedManifest, VersionEntry};
 pub use remote::{DEFAULT_TIMEOUT, Remote, RemoteOptions, default_breaker};
-pub use ship::{ShipReport, ShippedBatch};
+pub use ship::{DEFAULT_PREFETCH, ShipReport, ShippedBatch, WalObject};
+pub use shipper::{CheckpointerShip, DEFAULT_RPO, ShipSource, ShipStatus, Shipper, ShipperOptions};
 pub use sign::{KeyError, KeyId, Keyring, SecretPem, SignatureError, SigningKey, VerifyingKey};
 pub use store::{StoreOptions, open_store};
+pub use travel::{KeyAt, TimeTravel};
 pub use upload::{CheckpointInput, FileSource};

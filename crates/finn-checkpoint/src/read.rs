@@ -63,16 +63,23 @@ impl std::ops::Deref for VerifiedManifest {
     }
 }
 
-/// What [`Reader::fetch_files`] wrote.
-#[derive(Clone, Debug, Default)]
+/// What [`Reader::fetch_files`] (or [`Reader::fetch_files_delta`]) wrote.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 #[non_exhaustive]
 pub struct FetchReport {
-    /// Files written.
+    /// Files written (downloaded or reused).
     pub files: usize,
     /// Content bytes written.
     pub bytes: u64,
     /// Stored bytes downloaded.
     pub downloaded: u64,
+    /// Files whose local copy already matched (size and BLAKE3) and was kept or copied instead
+    /// of downloaded.
+    pub reused_files: usize,
+    /// Their content bytes.
+    pub reused_bytes: u64,
+    /// Files the checkpoint does not hold that an in-place delta restore removed.
+    pub removed_files: usize,
 }
 
 /// Reads checkpoints from a prefix. Holds no lease; safe to use while a writer runs.
@@ -150,6 +157,11 @@ impl Reader {
     pub fn with_lineage(mut self, lineage: LineageId) -> Self {
         self.lineage = Some(lineage);
         self
+    }
+
+    /// The lineage the reader is pinned to ([`Reader::with_lineage`]), if any.
+    pub fn pinned_lineage(&self) -> Option<LineageId> {
+        self.lineage
     }
 
     /// The remote.

@@ -22,7 +22,7 @@ use crate::codec::{self, Codec};
 use crate::error::Error;
 use crate::layout::{self, BatchName};
 use crate::manifest::LineageId;
-use crate::read::{Reader, scan_batches};
+use crate::read::Reader;
 use crate::remote::Created;
 use crate::sign::{KEY_ID_LEN, KeyId, Keyring, SigningKey};
 
@@ -59,7 +59,7 @@ pub struct ShippedBatch {
     pub records: Vec<finn_wal::Record>,
 }
 
-fn encode_batch(
+pub(crate) fn encode_batch(
     name: &BatchName,
     prev: Lsn,
     records: &[finn_wal::Record],
@@ -90,7 +90,7 @@ fn encode_batch(
 }
 
 /// Verifies and decodes a stored batch against the name its key gives.
-fn decode_batch(
+pub(crate) fn decode_batch(
     key: &str,
     name: &BatchName,
     bytes: &[u8],
@@ -132,6 +132,7 @@ fn decode_batch(
         last,
         epoch,
         lineage,
+        level: name.level,
     }) != *name
     {
         return Err(reject("header does not match key"));
@@ -213,6 +214,7 @@ impl Checkpointer {
                 last,
                 epoch: self.epoch(),
                 lineage: st.lineage,
+                level: 0,
             };
             let bytes = Bytes::from(encode_batch(
                 &name,
@@ -248,15 +250,270 @@ impl Checkpointer {
     }
 }
 
+/// One stored object of shipped WAL, as a listing shows it (nothing downloaded or verified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WalObject {
+    /// What its key says: lineage, LSN range, writer epoch, compaction level.
+    pub name: BatchName,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// When the store says it was written, milliseconds since the Unix epoch.
+    pub last_modified_ms: u64,
+}
+
+/// Every shipped-WAL object of one lineage (or all), every level, sorted by name.
+pub(crate) async fn scan_wal_objects(
+    remote: &crate::remote::Remote,
+    lineage: Option<LineageId>,
+) -> Result<Vec<WalObject>, Error> {
+    let dir = match lineage {
+        Some(l) => layout::wal_dir(l),
+        None => layout::WAL.to_owned(),
+    };
+    let mut out: Vec<WalObject> = remote
+        .list(&dir)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let name = layout::parse_batch_key(&remote.relative(&m.location)?)?;
+            Some(WalObject {
+                name,
+                size: m.size,
+                last_modified_ms: m.last_modified.timestamp_millis().max(0) as u64,
+            })
+        })
+        .collect();
+    out.sort_by_key(|o| o.name);
+    Ok(out)
+}
+
+/// The objects to read, in order, to get every record above `after` (through `upto`, if given)
+/// out of `objects`, which may overlap (levels) and have gaps (LSN jumps): at each step, of the
+/// objects starting at or before the next needed LSN, the one reaching `upto` with the fewest
+/// bytes if one does, else the one reaching furthest. Whether the chosen objects really chain
+/// is checked when they are read (each batch's `prev`).
+pub(crate) fn cover(objects: &[WalObject], after: Lsn, upto: Option<Lsn>) -> Vec<WalObject> {
+    let mut sorted = objects.to_vec();
+    sorted.sort_by_key(|o| (o.name.first, o.name.last));
+    let mut out = Vec::new();
+    let mut covered = after;
+    let mut i = 0;
+    // Each object enters the candidate range once: after a step, everything in the range ends
+    // at or before the new `covered`, or the walk has reached `upto`.
+    while upto.is_none_or(|u| covered < u) {
+        let mut reach = covered.next();
+        let mut j = i;
+        while j < sorted.len() && sorted[j].name.first <= reach {
+            j += 1;
+        }
+        if !sorted[i..j].iter().any(|o| o.name.last > covered) {
+            // A jump in LSNs: continue at the next object, if any.
+            i = j;
+            let Some(next) = sorted[i..].iter().find(|o| o.name.last > covered) else {
+                break;
+            };
+            reach = next.name.first;
+            while j < sorted.len() && sorted[j].name.first <= reach {
+                j += 1;
+            }
+        }
+        let candidates = sorted[i..j].iter().filter(|o| o.name.last > covered);
+        let pick = match upto {
+            Some(u) if sorted[i..j].iter().any(|o| o.name.last >= u) => candidates
+                .filter(|o| o.name.last >= u)
+                .min_by_key(|o| (o.size, o.name.last)),
+            _ => candidates.max_by_key(|o| (o.name.last, std::cmp::Reverse(o.size))),
+        };
+        let Some(pick) = pick.copied() else { break };
+        covered = pick.name.last;
+        out.push(pick);
+        i = j;
+    }
+    out
+}
+
+/// Where a stream of shipped records stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stop {
+    /// The last LSN wanted.
+    pub upto: Option<Lsn>,
+    /// The last record time wanted (records are in time order: the WAL's timestamps come from a
+    /// monotonic ULID generator).
+    pub until_ms: Option<u64>,
+}
+
+/// What [`stream_shipped`] read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Streamed {
+    /// The last LSN handed to the sink (`after` if none).
+    pub covered: Lsn,
+    /// Timestamp of that record.
+    pub last_time_ms: Option<u64>,
+    /// Records handed to the sink.
+    pub records: u64,
+    /// Objects downloaded.
+    pub objects: usize,
+    /// Stored bytes downloaded.
+    pub bytes: u64,
+    /// Whether a record past the stop point was seen (so the stop point is exact, not the end
+    /// of what was shipped).
+    pub stopped_early: bool,
+}
+
+/// A spawned task that is aborted when dropped, so an abandoned prefetch stops downloading.
+pub(crate) struct Spawned<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for Spawned<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// How often a read restarts from a fresh listing when an object it planned to read vanished
+/// (compaction replaced it by a higher level in the meantime).
+const MAX_REPLANS: usize = 3;
+
+/// Reads the shipped records of `lineage` above `after` up to `stop`, in LSN order, handing
+/// them to `sink` one batch at a time. Downloads (and verifies) up to `prefetch` objects ahead
+/// in spawned tasks, so on a multi-threaded runtime the next objects arrive while the sink
+/// works. Holes are [`Error::ShippedGap`]; an object deleted under the read (compaction) makes
+/// it list again and continue where it was.
+pub(crate) async fn stream_shipped(
+    reader: &Reader,
+    lineage: LineageId,
+    after: Lsn,
+    stop: Stop,
+    prefetch: usize,
+    mut sink: impl FnMut(Vec<finn_wal::Record>) -> Result<(), Error>,
+) -> Result<Streamed, Error> {
+    use futures::StreamExt;
+    let mut out = Streamed {
+        covered: after,
+        ..Streamed::default()
+    };
+    let mut replans = 0;
+    'listing: loop {
+        let objects = reader.wal_objects(lineage).await?;
+        let plan = cover(&objects, out.covered, stop.upto);
+        let mut fetches = futures::stream::iter(plan)
+            .map(|o| {
+                let r = reader.clone();
+                Spawned(tokio::spawn(async move {
+                    r.fetch_batch(&o.name).await.map(|b| (b, o.size))
+                }))
+            })
+            .buffered(prefetch.max(1));
+        while let Some(joined) = fetches.next().await {
+            let (batch, size) = match joined {
+                Ok(Ok(b)) => b,
+                Ok(Err(Error::ObjectMissing { key })) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    tracing::debug!(%key, "shipped object vanished under the read; listing again");
+                    continue 'listing;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(Error::Io {
+                        path: "<wal download task>".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            };
+            out.objects += 1;
+            out.bytes += size;
+            if batch.prev > out.covered {
+                return Err(Error::ShippedGap {
+                    lineage,
+                    first: batch.name.first,
+                    expected_prev: batch.prev,
+                    found_prev: out.covered,
+                });
+            }
+            let mut fresh = Vec::with_capacity(batch.records.len());
+            for r in batch.records {
+                if r.lsn <= out.covered {
+                    continue; // overlap with what an earlier object already gave
+                }
+                if stop.upto.is_some_and(|u| r.lsn > u)
+                    || stop.until_ms.is_some_and(|t| r.timestamp_ms > t)
+                {
+                    out.stopped_early = true;
+                    break;
+                }
+                fresh.push(r);
+            }
+            if let Some(last) = fresh.last() {
+                out.covered = last.lsn;
+                out.last_time_ms = Some(last.timestamp_ms);
+                out.records += fresh.len() as u64;
+                sink(fresh)?;
+            }
+            if out.stopped_early {
+                break 'listing;
+            }
+        }
+        break;
+    }
+    Ok(out)
+}
+
+/// Feeds records to `wal.append_replicated` in calls of at most about `chunk_bytes` encoded
+/// bytes (each call ends with an fdatasync; keep it below the WAL's segment size).
+pub(crate) fn append_chunked(
+    wal: &finn_wal::Wal,
+    records: &[finn_wal::Record],
+    chunk_bytes: usize,
+) -> Result<(), Error> {
+    let mut start = 0;
+    let mut size = 0;
+    for (i, r) in records.iter().enumerate() {
+        let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + 64;
+        if i > start && size + len > chunk_bytes {
+            wal.append_replicated(&records[start..i])?;
+            start = i;
+            size = 0;
+        }
+        size += len;
+    }
+    if start < records.len() {
+        wal.append_replicated(&records[start..])?;
+    }
+    Ok(())
+}
+
+/// Objects downloaded ahead by the shipped-WAL readers of [`Reader`] unless told otherwise.
+pub const DEFAULT_PREFETCH: usize = 4;
+
 impl Reader {
     /// The shipped batches of `lineage` that readers accept (fenced-off zombie batches left
-    /// out), sorted by first LSN.
+    /// out), every compaction level, sorted by first LSN.
     pub async fn shipped_batches(&self, lineage: LineageId) -> Result<Vec<BatchName>, Error> {
-        let fences = self.fences().await?;
-        Ok(scan_batches(self.remote(), Some(lineage))
+        Ok(self
+            .wal_objects(lineage)
             .await?
             .into_iter()
-            .filter(|b| !fences.batch_fenced(b.epoch, b.last))
+            .map(|o| o.name)
+            .collect())
+    }
+
+    /// The accepted shipped-WAL objects of `lineage` (every level; fenced-off zombie objects
+    /// left out) with their sizes, sorted by name.
+    pub async fn wal_objects(&self, lineage: LineageId) -> Result<Vec<WalObject>, Error> {
+        let fences = self.fences().await?;
+        Ok(scan_wal_objects(self.remote(), Some(lineage))
+            .await?
+            .into_iter()
+            .filter(|o| !fences.batch_fenced(o.name.epoch, o.name.last))
             .collect())
     }
 
@@ -275,50 +532,36 @@ impl Reader {
     }
 
     /// Every shipped record of `lineage` with LSN greater than `after`, in LSN order: all of
-    /// them, across all batches and writer epochs, verified and checked for holes (each batch's
-    /// `prev` must be covered by the batches before it). Feed them to
-    /// `Wal::append_replicated`.
+    /// them, across all batches, compaction levels and writer epochs, verified and checked for
+    /// holes (each batch's `prev` must be covered by the batches before it). Of overlapping
+    /// objects (a level and the objects it merged) only those needed are read. Feed the records
+    /// to `Wal::append_replicated`.
     pub async fn shipped_after(
         &self,
         lineage: LineageId,
         after: Lsn,
     ) -> Result<Vec<finn_wal::Record>, Error> {
         let mut out: Vec<finn_wal::Record> = Vec::new();
-        let mut covered = after;
-        for name in self.shipped_batches(lineage).await? {
-            if name.last <= after {
-                continue;
-            }
-            let batch = self.fetch_batch(&name).await?;
-            if batch.prev > covered {
-                return Err(Error::ShippedGap {
-                    lineage,
-                    first: name.first,
-                    expected_prev: batch.prev,
-                    found_prev: covered,
-                });
-            }
-            for r in batch.records {
-                if r.lsn <= covered {
-                    // Overlap (a batch shipped twice with other bounds): must be the same record.
-                    if let Some(seen) = out.iter().rev().find(|o| o.lsn == r.lsn)
-                        && seen != &r
-                    {
-                        return Err(Error::ShippedConflict { lsn: r.lsn });
-                    }
-                    continue;
-                }
-                covered = r.lsn;
-                out.push(r);
-            }
-        }
+        stream_shipped(
+            self,
+            lineage,
+            after,
+            Stop::default(),
+            DEFAULT_PREFETCH,
+            |records| {
+                out.extend(records);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 
     /// Replays every shipped record of `lineage` after `after` into `wal` with
     /// `Wal::append_replicated`, one batch at a time (never holding the whole log in memory), in
     /// calls of at most about `chunk_bytes` encoded bytes each (keep it below the WAL's segment
-    /// size). Returns the last LSN replayed (`after` if none).
+    /// size), downloading the next objects while replaying. Returns the last LSN replayed
+    /// (`after` if none).
     pub async fn replay_into(
         &self,
         lineage: LineageId,
@@ -326,43 +569,16 @@ impl Reader {
         wal: &finn_wal::Wal,
         chunk_bytes: usize,
     ) -> Result<Lsn, Error> {
-        let mut covered = after;
-        for name in self.shipped_batches(lineage).await? {
-            if name.last <= covered {
-                continue;
-            }
-            let batch = self.fetch_batch(&name).await?;
-            if batch.prev > covered {
-                return Err(Error::ShippedGap {
-                    lineage,
-                    first: name.first,
-                    expected_prev: batch.prev,
-                    found_prev: covered,
-                });
-            }
-            let fresh: Vec<_> = batch
-                .records
-                .into_iter()
-                .filter(|r| r.lsn > covered)
-                .collect();
-            let mut chunk = Vec::new();
-            let mut size = 0;
-            for r in fresh {
-                let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + 64;
-                if !chunk.is_empty() && size + len > chunk_bytes {
-                    wal.append_replicated(&chunk)?;
-                    chunk.clear();
-                    size = 0;
-                }
-                size += len;
-                covered = r.lsn;
-                chunk.push(r);
-            }
-            if !chunk.is_empty() {
-                wal.append_replicated(&chunk)?;
-            }
-        }
-        Ok(covered)
+        let streamed = stream_shipped(
+            self,
+            lineage,
+            after,
+            Stop::default(),
+            DEFAULT_PREFETCH,
+            |records| append_chunked(wal, &records, chunk_bytes),
+        )
+        .await?;
+        Ok(streamed.covered)
     }
 
     /// Highest LSN shipped for `lineage` (fenced batches excluded), or `Lsn::ZERO`.
@@ -374,5 +590,70 @@ impl Reader {
             .map(|b| b.last)
             .max()
             .unwrap_or(Lsn::ZERO))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(first: u64, last: u64, level: u8, size: u64) -> WalObject {
+        WalObject {
+            name: BatchName {
+                first: Lsn::new(first),
+                last: Lsn::new(last),
+                epoch: 1,
+                lineage: LineageId(ulid::Ulid::nil()),
+                level,
+            },
+            size,
+            last_modified_ms: 0,
+        }
+    }
+
+    fn ranges(v: &[WalObject]) -> Vec<(u64, u64)> {
+        v.iter()
+            .map(|o| (o.name.first.get(), o.name.last.get()))
+            .collect()
+    }
+
+    #[test]
+    fn cover_prefers_higher_levels_and_small_objects_at_the_target() {
+        let mut objects: Vec<_> = (0..10)
+            .map(|i| obj(i * 100 + 1, i * 100 + 100, 0, 10))
+            .collect();
+        objects.push(obj(1, 500, 1, 40));
+        objects.push(obj(501, 1000, 1, 40));
+        let z = Lsn::ZERO;
+        assert_eq!(ranges(&cover(&objects, z, None)), [(1, 500), (501, 1000)]);
+        // Reaching 250: the small level-0 object is cheaper than the level-1 one.
+        assert_eq!(
+            ranges(&cover(&objects, Lsn::new(200), Some(Lsn::new(250)))),
+            [(201, 300)]
+        );
+        // One larger object beats two smaller ones: requests cost more than bytes.
+        assert_eq!(
+            ranges(&cover(&objects, z, Some(Lsn::new(650)))),
+            [(1, 500), (501, 1000)]
+        );
+        // From the middle of a level-1 object: it still counts (overlap is skipped on read).
+        assert_eq!(
+            ranges(&cover(&objects, Lsn::new(450), None)),
+            [(401, 500), (501, 1000)]
+        );
+        assert!(cover(&objects, Lsn::new(1000), None).is_empty());
+    }
+
+    #[test]
+    fn cover_follows_lsn_jumps() {
+        let objects = vec![obj(1, 10, 0, 1), obj(21, 30, 0, 1), obj(31, 40, 0, 1)];
+        assert_eq!(
+            ranges(&cover(&objects, Lsn::ZERO, None)),
+            [(1, 10), (21, 30), (31, 40)]
+        );
+        assert_eq!(
+            ranges(&cover(&objects, Lsn::new(12), Some(Lsn::new(25)))),
+            [(21, 30)]
+        );
     }
 }
