@@ -10,6 +10,8 @@
 //!   `replay/open_10k`: reopening a WAL of 10,000 keyed 256 B records and folding them into the view — the "replay".
 //! * `journal/delete_100`: deleting a stream of 100 entries in one durable batch — the "clear".
 //!
+//! * `raw/pwrite+fdatasync`: the device's floor for any durable write, measured in the same run.
+//!
 //! Run briefly with `cargo bench -p finn-wal --bench store -- --quick`.
 #![allow(missing_docs)]
 
@@ -17,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use finn_wal::store::{Backend, Mutation, WalBackend};
 use finn_wal::store::journal::{JournalOptions, Journals};
 use finn_wal::store::kv::{Kv, KvOptions};
 use finn_wal::store::txn::StateDir;
+use finn_wal::store::{Backend, Mutation, WalBackend};
 use finn_wal::{Options, Wal};
 
 fn options() -> Options {
@@ -47,9 +49,33 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
 
     let dir = tempfile::tempdir().unwrap();
-    let (state, _) =
-        StateDir::open(dir.path().join("files"), backend(&dir.path().join("wal-t"), "txn"), "b")
-            .unwrap();
+    // The hardware floor of any durable write: one 300-byte pwrite + fdatasync.
+    let raw = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.path().join("raw"))
+        .unwrap();
+    raw.set_len(1 << 20).unwrap();
+    raw.sync_all().unwrap();
+    let frame = [0x5au8; 300];
+    let mut at = 0u64;
+    g.bench_function("raw/pwrite+fdatasync", |b| {
+        b.iter(|| {
+            use std::os::unix::fs::FileExt;
+            raw.write_all_at(&frame, at % (1 << 20)).unwrap();
+            at += 300;
+            raw.sync_data().unwrap()
+        })
+    });
+
+    let (state, _) = StateDir::open(
+        dir.path().join("files"),
+        backend(&dir.path().join("wal-t"), "txn"),
+        "b",
+    )
+    .unwrap();
     let body = vec![7u8; 1024];
     g.bench_function("txn/commit_10_files", |b| {
         b.iter(|| {
@@ -61,12 +87,17 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let kv = Kv::open(backend(&dir.path().join("wal-kv"), "kv"), KvOptions::default()).unwrap();
+    let kv = Kv::open(
+        backend(&dir.path().join("wal-kv"), "kv"),
+        KvOptions::default(),
+    )
+    .unwrap();
     let mut n = 0u64;
     g.bench_function("kv/put_sync", |b| {
         b.iter(|| {
             n += 1;
-            kv.put("ns", &format!("k{}", n % 1000), vec![1; 256], None).unwrap()
+            kv.put("ns", &format!("k{}", n % 1000), vec![1; 256], None)
+                .unwrap()
         })
     });
     g.bench_function("kv/get", |b| b.iter(|| kv.get("ns", "k500").unwrap()));
