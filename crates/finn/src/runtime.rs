@@ -169,6 +169,7 @@ pub struct FinnBuilder {
     key: KeySource,
     trusted: Vec<PathBuf>,
     identity: Option<PathBuf>,
+    git: Option<(String, String)>,
     wal_options: finn_wal::Options,
     mode: Mode,
     takeover: Takeover,
@@ -192,6 +193,7 @@ impl FinnBuilder {
             store_options: StoreOptions::default(),
             trusted: Vec::new(),
             identity: None,
+            git: None,
             wal_options: finn_wal::Options::default(),
             mode: Mode::Degraded,
             takeover: Takeover::IfExpired,
@@ -240,6 +242,11 @@ impl FinnBuilder {
             .map(|p| config.resolve(p))
             .collect();
         b.identity = config.identity.path.as_ref().map(|p| config.resolve(p));
+        b.git = config
+            .git
+            .remote
+            .as_ref()
+            .map(|r| (r.clone(), config.git.branch.clone()));
         b.wal_options.durability = match config.wal.durability {
             DurabilityMode::Sync => finn_wal::Durability::Sync,
             DurabilityMode::Batch => finn_wal::Durability::Batch {
@@ -292,6 +299,13 @@ impl FinnBuilder {
     /// Identity document (`BEAUVOIR.md`) to load and hot-reload. Default: none.
     pub fn identity(mut self, path: impl Into<PathBuf>) -> Self {
         self.identity = Some(path.into());
+        self
+    }
+
+    /// Git archive tier: `remote` (URL or path) and `branch`. Adds the hourly archive task and
+    /// the git source to the recovery cascade (after the object store). Default: none.
+    pub fn git_archive(mut self, remote: impl Into<String>, branch: impl Into<String>) -> Self {
+        self.git = Some((remote.into(), branch.into()));
         self
     }
 
@@ -433,12 +447,25 @@ impl FinnBuilder {
 
         // 2. The cascade: local → object store (+ shipped WAL) → template.
         let layout = Layout::new(&self.data_dir);
-        let cascade = Cascade::builder(layout)
+        let mut cascade = Cascade::builder(layout)
             .mode(self.mode)
             .wal_options(self.wal_options.clone())
-            .source(ObjectStoreSource::new(remote.clone(), keyring.clone()))
-            .source(template()?)
-            .build();
+            .source(ObjectStoreSource::new(remote.clone(), keyring.clone()));
+        let mut archive = None;
+        if let Some((git_remote, branch)) = &self.git {
+            cascade = cascade.source(
+                finn_recovery::source::git::GitSource::new(git_remote.clone(), keyring.clone())
+                    .with_branch(branch.clone()),
+            );
+            archive = Some(
+                finn_checkpoint::GitArchive::new(
+                    self.data_dir.join("git-archive"),
+                    git_remote.clone(),
+                )
+                .and_then(|a| a.branch(branch.clone()))?,
+            );
+        }
+        let cascade = cascade.source(template()?).build();
         let recovery = cascade.run().await?;
         let (report, wal) = recovery.into_parts();
         let wal = Arc::new(wal);
@@ -486,6 +513,7 @@ impl FinnBuilder {
             wal,
             state,
             checkpointer: tokio::sync::RwLock::new(Some(checkpointer)),
+            archive,
             recovery: report,
             write: Mutex::new(()),
             confirmed: Mutex::new(confirmed),
@@ -515,6 +543,8 @@ struct Inner {
     state_dir: PathBuf,
     wal: Arc<Wal>,
     state: StateStore,
+    /// The git archive tier, when configured.
+    archive: Option<finn_checkpoint::GitArchive>,
     /// `None` once shut down (the lease was released).
     checkpointer: tokio::sync::RwLock<Option<Checkpointer>>,
     recovery: RecoveryReport,
@@ -655,9 +685,23 @@ impl Finn {
         Ok(checkpointer.gc().await?)
     }
 
-    /// Highest LSN stored in the object store (by a published checkpoint).
+    /// Ships every locally durable WAL record to the object store now (cheap: only new
+    /// records, in batches). Every write acknowledged before the call is remotely durable when
+    /// it returns. Returns the highest shipped LSN.
+    pub async fn ship(&self) -> Result<Lsn, Error> {
+        self.inner.ship().await
+    }
+
+    /// Highest LSN whose record is in the object store, by a published checkpoint or by
+    /// shipped WAL: a restore on another machine brings back every write up to it.
     pub fn remote_durable_lsn(&self) -> Lsn {
-        self.inner.confirmed().checkpointed_lsn
+        let c = self.inner.confirmed();
+        c.checkpointed_lsn.max(c.shipped_lsn)
+    }
+
+    /// How far the WAL is covered by a published checkpoint and by shipped batches.
+    pub fn confirmed(&self) -> Confirmed {
+        self.inner.confirmed()
     }
 
     /// The aggregated health report (the anchors' rules).
@@ -675,7 +719,7 @@ impl Finn {
     pub async fn shutdown(self) -> Result<(), Error> {
         self.inner.scheduler.shutdown(Duration::from_secs(5)).await;
         self.inner.wal.sync()?;
-        let result = self.inner.checkpoint().await.map(|_| ());
+        let result = self.inner.sync_remote().await;
         self.inner
             .shut_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -767,7 +811,6 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 c.checkpointed_lsn = c.checkpointed_lsn.max(covered);
-                c.shipped_lsn = c.shipped_lsn.max(covered);
                 c.store(&self.data_dir)?;
                 *self
                     .last_sync
@@ -784,18 +827,79 @@ impl Inner {
         Ok(Some(result?))
     }
 
-    /// [`Inner::checkpoint`] for contexts that need a `Send` future (the scheduler, `tokio::spawn`):
+    /// Ships every locally durable WAL record not yet in the object store; returns the shipped LSN.
+    async fn ship(&self) -> Result<Lsn, Error> {
+        self.wal.sync()?;
+        let guard = self.checkpointer.read().await;
+        let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+        let result = checkpointer.ship_wal(&self.wal).await;
+        drop(guard);
+        match result {
+            Ok(report) => {
+                let shipped = Lsn::new(report.shipped_lsn.get());
+                let mut c = self
+                    .confirmed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if shipped > c.shipped_lsn {
+                    c.shipped_lsn = shipped;
+                    c.store(&self.data_dir)?;
+                }
+                Ok(shipped)
+            }
+            Err(e) => {
+                *self
+                    .last_sync
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e.to_string()));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The git task: archive the newest published checkpoint (publishing one first if the WAL
+    /// moved on), read back from the state directory it was cut from.
+    async fn archive_git(&self) -> Result<(), Error> {
+        let Some(archive) = &self.archive else {
+            return Ok(());
+        };
+        self.checkpoint().await?;
+        let guard = self.checkpointer.read().await;
+        let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+        if let Some(head) = checkpointer.head().await {
+            let report = archive.archive(&head, &self.state_dir).await?;
+            tracing::info!(commit = %report.commit, version = report.version, "git archive pushed");
+        }
+        Ok(())
+    }
+
+    async fn archive_on_blocking_thread(self: Arc<Self>) -> Result<(), Error> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(self.archive_git()))
+            .await
+            .map_err(|e| Error::Io {
+                path: PathBuf::from("<git archive task>"),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
+    /// The sync task: ship the WAL, then checkpoint.
+    async fn sync_remote(&self) -> Result<(), Error> {
+        self.ship().await?;
+        self.checkpoint().await?;
+        Ok(())
+    }
+
+    /// [`Inner::sync_remote`] for contexts that need a `Send` future (the scheduler, `tokio::spawn`):
     /// rustc cannot prove finn-checkpoint's upload future `Send` for every lifetime (a known
     /// higher-ranked inference limit with stream combinators), so the future is built and driven on
     /// a blocking thread of the same runtime instead.
-    async fn checkpoint_on_blocking_thread(
-        self: Arc<Self>,
-    ) -> Result<Option<CheckpointReport>, Error> {
+    async fn sync_on_blocking_thread(self: Arc<Self>) -> Result<(), Error> {
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(self.checkpoint()))
+        tokio::task::spawn_blocking(move || handle.block_on(self.sync_remote()))
             .await
             .map_err(|e| Error::Io {
-                path: PathBuf::from("<checkpoint task>"),
+                path: PathBuf::from("<sync task>"),
                 source: std::io::Error::other(e.to_string()),
             })?
     }
@@ -904,6 +1008,36 @@ impl Inner {
                 })
             }
         });
+        #[cfg(feature = "identity")]
+        {
+            let me = Arc::downgrade(self);
+            self.health.add_fn("identity", move || {
+                let me = me.clone();
+                async move {
+                    let Some(me) = me.upgrade() else {
+                        return Ok(ComponentHealth::unhealthy("identity", "runtime stopped"));
+                    };
+                    let Some(identity) = &me.identity else {
+                        return Ok(
+                            ComponentHealth::healthy("identity").with_detail("configured", false)
+                        );
+                    };
+                    let h = identity.loader.health();
+                    let c = if h.valid {
+                        ComponentHealth::healthy("identity")
+                    } else {
+                        ComponentHealth::degraded(
+                            "identity",
+                            "the document on disk is not valid; the last valid one stays active",
+                        )
+                    };
+                    Ok(c.with_detail("watching", h.watching).with_detail(
+                        "checksum",
+                        h.checksum.map_or("none".to_owned(), |c| c.to_string()),
+                    ))
+                }
+            });
+        }
         let me = Arc::downgrade(self);
         self.health.add_fn("scheduler", move || {
             let me = me.clone();
@@ -944,11 +1078,27 @@ impl Inner {
                 let weak = weak.clone();
                 async move {
                     let me = weak.upgrade().ok_or_else(gone)?;
-                    me.checkpoint_on_blocking_thread().await?;
+                    me.sync_on_blocking_thread().await?;
                     Ok(())
                 }
             })
             .map_err(scheduler_err)?;
+        if self.archive.is_some() {
+            let weak = Arc::downgrade(self);
+            self.scheduler
+                .register(
+                    spec(&finn_scheduler::table::GIT_ARCHIVE, intervals.git),
+                    move |_token| {
+                        let weak = weak.clone();
+                        async move {
+                            let me = weak.upgrade().ok_or_else(gone)?;
+                            me.archive_on_blocking_thread().await?;
+                            Ok(())
+                        }
+                    },
+                )
+                .map_err(scheduler_err)?;
+        }
         let weak = Arc::downgrade(self);
         self.scheduler
             .register(spec(&WAL_PRUNE, intervals.prune), move |_token| {

@@ -381,6 +381,9 @@ pub(crate) struct DrillWriterArgs {
     #[arg(long)]
     pub seed: u64,
     /// Checkpoint period in milliseconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 400)]
     pub checkpoint_ms: u64,
+    /// WAL shipping period in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub ship_ms: u64,
 }
