@@ -242,7 +242,11 @@ fn sigkill_100_times() {
         .unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut rng = Rng(0x5EED_F1AA);
+    // `cargo xtask crash --seed S` sets FINN_CRASH_SEED to run a different, replayable campaign.
+    let mut rng = Rng(std::env::var("FINN_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED_F1AA));
     let mut model: BTreeMap<LearningId, Expected> = BTreeMap::new();
     let mut acked_total = 0usize;
     let mut in_flight_applied = 0usize;
