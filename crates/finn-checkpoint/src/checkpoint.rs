@@ -420,16 +420,12 @@ impl Checkpointer {
             });
         }
 
-        // Phase 2: publish version N+1.
-        let listed = scan_manifests(&self.remote).await?;
-        let version = listed
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(st.high_water.version)
-            + 1;
-        let manifest = Manifest {
-            version,
+        // Phase 2: publish version N+1. The writer's high-water mark is its index of the
+        // manifests present (found at open, raised by what it publishes), so no listing is
+        // needed per checkpoint: a version someone else took anyway is a create conflict, and
+        // only then does the writer list to catch up.
+        let mut manifest = Manifest {
+            version: st.high_water.version + 1,
             created_at_ms: now_ms(),
             covered_lsn: input.covered_lsn,
             writer_epoch: self.epoch,
@@ -445,17 +441,40 @@ impl Checkpointer {
             metadata: input.metadata,
             files,
         };
-        let signed = manifest.sign(&self.key);
-        self.checked(&mut st).await?;
-        let published = publish(&self.remote, &signed).await;
-        // Whatever the outcome, a takeover in the meantime makes this writer a zombie.
-        self.checked(&mut st).await?;
-        if let Err(e) = published {
-            if let Error::VersionConflict { version, .. } = &e {
-                st.high_water.version = st.high_water.version.max(*version);
+        let mut reconciled = false;
+        let signed = loop {
+            let signed = manifest.clone().sign(&self.key);
+            self.checked(&mut st).await?;
+            let published = publish(&self.remote, &signed).await;
+            if published.is_ok() {
+                // Recorded before the check below: the version is taken whatever it says.
+                st.high_water.version = st.high_water.version.max(signed.version);
             }
-            return Err(e);
-        }
+            // Whatever the outcome, a takeover in the meantime makes this writer a zombie.
+            self.checked(&mut st).await?;
+            match published {
+                Ok(()) => break signed,
+                // A fenced-off zombie (or a writer whose answer was lost) took the version:
+                // list once to learn the highest version present and publish above it.
+                Err(Error::VersionConflict { version, .. }) if !reconciled => {
+                    reconciled = true;
+                    let listed = scan_manifests(&self.remote).await?;
+                    st.high_water.version = st
+                        .high_water
+                        .version
+                        .max(version)
+                        .max(listed.last().copied().unwrap_or(0));
+                    manifest.version = st.high_water.version + 1;
+                }
+                Err(e) => {
+                    if let Error::VersionConflict { version, .. } = &e {
+                        st.high_water.version = st.high_water.version.max(*version);
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let version = signed.version;
         st.high_water.version = version;
         st.high_water.lsn = st.high_water.lsn.max(signed.covered_lsn);
         let intent_left = match self.remote.delete(&intent_key).await {

@@ -143,6 +143,7 @@ impl Fault {
 struct State {
     counts: BTreeMap<OpKind, u64>,
     bytes_put: u64,
+    bytes_got: u64,
     faults: Vec<(Fault, u64)>,
     fired: u64,
 }
@@ -229,11 +230,18 @@ impl FaultStore {
         self.state().bytes_put
     }
 
+    /// Content bytes the successful gets returned (the length of each answer's range): what
+    /// a reader downloaded, if it read every answer to the end.
+    pub fn bytes_got(&self) -> u64 {
+        self.state().bytes_got
+    }
+
     /// Zeroes the counters (faults stay).
     pub fn reset_counts(&self) {
         let mut s = self.state();
         s.counts.clear();
         s.bytes_put = 0;
+        s.bytes_got = 0;
     }
 
     /// Counts one operation and decides whether a fault hits it.
@@ -337,23 +345,31 @@ impl ObjectStore for FaultStore {
         } else {
             OpKind::Get
         };
-        self.run(
-            kind,
-            location.as_ref(),
-            0,
-            self.inner.get_opts(location, options),
-        )
-        .await
+        let result = self
+            .run(
+                kind,
+                location.as_ref(),
+                0,
+                self.inner.get_opts(location, options),
+            )
+            .await?;
+        if kind == OpKind::Get {
+            self.state().bytes_got += result.range.end - result.range.start;
+        }
+        Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.run(
-            OpKind::Get,
-            location.as_ref(),
-            0,
-            self.inner.get_ranges(location, ranges),
-        )
-        .await
+        let got = self
+            .run(
+                OpKind::Get,
+                location.as_ref(),
+                0,
+                self.inner.get_ranges(location, ranges),
+            )
+            .await?;
+        self.state().bytes_got += got.iter().map(|b| b.len() as u64).sum::<u64>();
+        Ok(got)
     }
 
     fn delete_stream(

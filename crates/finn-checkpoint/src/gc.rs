@@ -186,7 +186,11 @@ async fn delete_old_leases(cp: &Checkpointer, listing: &LeaseListing) -> Result<
         (&listing.lease_epochs, LeaseObject::Lease),
         (&listing.renewed_epochs, LeaseObject::Renewed),
     ] {
-        for &e in epochs.iter().filter(|&&e| e < mine) {
+        // An unsealed epoch's lease object stays: it is what a fenced-off writer of the epoch
+        // before it finds with one HEAD (see `Lease::check`), and it is tiny.
+        let removable =
+            |e: u64| e < mine && (what == LeaseObject::Renewed || listing.seal_epochs.contains(&e));
+        for &e in epochs.iter().filter(|&&e| removable(e)) {
             cp.remote
                 .delete(&cp.remote.key(&layout::lease_key(e, what)))
                 .await?;

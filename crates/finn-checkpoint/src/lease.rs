@@ -348,10 +348,29 @@ impl Lease {
     }
 
     /// Checks that no later epoch exists, renewing the lease when half its TTL has passed.
+    ///
+    /// Without listing: a successor always creates `lease/{epoch + 1}.lease` (it numbers one
+    /// above the highest epoch it lists, and ours is the highest until it exists) and seals it
+    /// right after; GC removes a lease object only once its seal exists and never removes seals.
+    /// So a later epoch exists exactly when one of those two objects does: two HEADs (one while
+    /// the lease object stays) instead of a LIST, the most expensive request, on every check.
     pub(crate) async fn check(&mut self, remote: &Remote) -> Result<(), Error> {
-        let listing = LeaseListing::load(remote).await?;
-        let current = listing.max_epoch();
-        if current > self.epoch {
+        let next = self.epoch + 1;
+        let successor = remote
+            .head(&remote.key(&layout::lease_key(next, LeaseObject::Lease)))
+            .await?
+            .is_some()
+            || remote
+                .head(&remote.key(&layout::lease_key(next, LeaseObject::Seal)))
+                .await?
+                .is_some();
+        if successor {
+            // Rare: list once to name the current epoch in the error.
+            let current = LeaseListing::load(remote)
+                .await
+                .map(|l| l.max_epoch())
+                .unwrap_or(next)
+                .max(next);
             return Err(Error::Fenced {
                 epoch: self.epoch,
                 current,

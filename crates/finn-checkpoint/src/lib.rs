@@ -116,6 +116,7 @@ mod gc;
 mod layout;
 mod lease;
 mod levels;
+mod limits;
 pub mod manifest;
 mod path;
 mod pitr;
@@ -142,6 +143,9 @@ pub use gc::GcReport;
 pub use layout::BatchName;
 pub use lease::{DEFAULT_LEASE_TTL, Fences, Seal, Takeover};
 pub use levels::{CompactReport, LevelPolicy, LevelSpec};
+pub use limits::{
+    R2_MAX_CONCURRENT_UPLOADS, RequestCounts, RequestStats, UploadLimits, UploadPermit,
+};
 pub use manifest::{
     ContentHash, FileEntry, LineageId, Manifest, ManifestDefect, ManifestHash, ManifestLink,
     ManifestRejection, ParentLink, SignedManifest,

@@ -16,6 +16,7 @@ use object_store::{
 };
 
 use crate::error::{Error, RemoteFailure, RemoteOp};
+use crate::limits::{RequestCounts, RequestStats, UploadLimits};
 use crate::store::{StoreOptions, open_store};
 
 /// Default per-call timeout.
@@ -30,6 +31,11 @@ pub struct RemoteOptions {
     /// The circuit breaker every call goes through. Share one between handles on the same store
     /// so they trip together. Default: [`default_breaker`].
     pub breaker: Arc<Breaker>,
+    /// Upload concurrency and bandwidth limits, shared by every handle made with these options.
+    /// Default: none, except that [`Remote::from_url`] applies the provider's own
+    /// ([`UploadLimits::for_endpoint`], e.g. 2 concurrent uploads for Cloudflare R2) when no
+    /// limit is set.
+    pub uploads: Arc<UploadLimits>,
 }
 
 impl Default for RemoteOptions {
@@ -37,6 +43,7 @@ impl Default for RemoteOptions {
         Self {
             timeout: DEFAULT_TIMEOUT,
             breaker: Arc::new(default_breaker()),
+            uploads: Arc::new(UploadLimits::unlimited()),
         }
     }
 }
@@ -66,6 +73,12 @@ impl RemoteOptions {
         self.breaker = breaker;
         self
     }
+
+    /// Sets the upload limits.
+    pub fn uploads(mut self, limits: UploadLimits) -> Self {
+        self.uploads = Arc::new(limits);
+        self
+    }
 }
 
 /// One prefix of one object store, with its breaker and timeout. Cheap to clone.
@@ -78,6 +91,7 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     options: RemoteOptions,
+    stats: Arc<RequestStats>,
 }
 
 impl fmt::Debug for Remote {
@@ -107,6 +121,7 @@ impl Remote {
                 store,
                 prefix,
                 options,
+                stats: Arc::new(RequestStats::default()),
             }),
         }
     }
@@ -118,6 +133,15 @@ impl Remote {
         options: RemoteOptions,
     ) -> Result<Self, Error> {
         let (store, prefix) = open_store(url, store_options)?;
+        let mut options = options;
+        let limits = &options.uploads;
+        if limits.concurrency_limit().is_none() && limits.bandwidth_limit().is_none() {
+            let provider =
+                UploadLimits::for_endpoint(store_options.endpoint.as_deref().unwrap_or(url));
+            if provider.concurrency_limit().is_some() {
+                options.uploads = Arc::new(provider);
+            }
+        }
         Ok(Self::new(store, &prefix, options))
     }
 
@@ -134,6 +158,7 @@ impl Remote {
                 store: self.inner.store.clone(),
                 prefix,
                 options: self.inner.options.clone(),
+                stats: self.inner.stats.clone(),
             }),
         }
     }
@@ -151,6 +176,16 @@ impl Remote {
     /// The breaker guarding this handle.
     pub fn breaker(&self) -> &Arc<Breaker> {
         &self.inner.options.breaker
+    }
+
+    /// Requests made through this handle, its clones and its children so far, by kind.
+    pub fn requests(&self) -> RequestCounts {
+        self.inner.stats.snapshot()
+    }
+
+    /// The upload limits in force.
+    pub fn upload_limits(&self) -> &UploadLimits {
+        &self.inner.options.uploads
     }
 
     /// The full key of `rel` (relative to the prefix).
@@ -185,12 +220,11 @@ impl Remote {
     where
         F: Future<Output = object_store::Result<T>>,
     {
-        let permit = self
-            .inner
-            .options
-            .breaker
-            .try_acquire()
-            .map_err(|r| (RemoteFailure::CircuitOpen(r), false))?;
+        self.inner.stats.record(op);
+        let permit = self.inner.options.breaker.try_acquire().map_err(|r| {
+            self.inner.stats.failed();
+            (RemoteFailure::CircuitOpen(r), false)
+        })?;
         let timeout = self.inner.options.timeout;
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(v)) => {
@@ -208,12 +242,14 @@ impl Remote {
                 permit.record(if expected {
                     Outcome::Ignored
                 } else {
+                    self.inner.stats.failed();
                     Outcome::Failure
                 });
                 tracing::debug!(%op, %key, error = %e, "remote call failed");
                 Err((RemoteFailure::Store(e), expected))
             }
             Err(_) => {
+                self.inner.stats.failed();
                 permit.record(Outcome::Failure);
                 tracing::debug!(%op, %key, ?timeout, "remote call timed out");
                 Err((RemoteFailure::Timeout(timeout), false))
@@ -229,7 +265,15 @@ impl Remote {
         }
     }
 
+    /// Waits for an upload slot (and bandwidth) for `len` bytes and counts them.
+    async fn upload_slot(&self, len: u64) -> crate::limits::UploadPermit<'_> {
+        let permit = self.inner.options.uploads.acquire(len).await;
+        self.inner.stats.sent(len);
+        permit
+    }
+
     pub(crate) async fn put(&self, key: &Path, bytes: Bytes) -> Result<PutResult, Error> {
+        let _slot = self.upload_slot(bytes.len() as u64).await;
         let store = &self.inner.store;
         self.guarded(
             RemoteOp::Put,
@@ -243,6 +287,7 @@ impl Remote {
     /// Create-if-absent. Exactly one of several racing creators gets [`Created::Yes`].
     pub(crate) async fn put_create(&self, key: &Path, bytes: Bytes) -> Result<Created, Error> {
         let opts = PutOptions::from(PutMode::Create);
+        let _slot = self.upload_slot(bytes.len() as u64).await;
         let store = &self.inner.store;
         match self
             .guarded(
@@ -370,8 +415,11 @@ impl Remote {
                     break;
                 }
             };
+            let slot = self.upload_slot(part.len() as u64).await;
             let fut = upload.put_part(PutPayload::from(part));
-            if let Err((e, _)) = self.guarded(RemoteOp::Multipart, key, fut).await {
+            let sent = self.guarded(RemoteOp::Multipart, key, fut).await;
+            drop(slot);
+            if let Err((e, _)) = sent {
                 result = Err(Self::fail(RemoteOp::Multipart, key, e));
                 break;
             }

@@ -5,6 +5,7 @@ mod fencing;
 mod git;
 mod incremental;
 mod lineage;
+mod pitr;
 mod protocol;
 mod race;
 mod ship;
