@@ -436,7 +436,15 @@ impl FinnBuilder {
         // newer local WAL records appended on top of it.
         let state_dir = self.data_dir.join("state");
         let high = checkpointer.high_water().await;
-        if !state_dir.exists() && high.version == 0 && high.lsn == finn_checkpoint::Lsn::ZERO {
+        let archive_empty = match &self.git {
+            None => true,
+            Some((remote, branch)) => git_branch_is_empty(remote, branch).await,
+        };
+        if !state_dir.exists()
+            && high.version == 0
+            && high.lsn == finn_checkpoint::Lsn::ZERO
+            && archive_empty
+        {
             let fresh = self.data_dir.join(".state-fresh");
             let _ = std::fs::remove_dir_all(&fresh);
             std::fs::create_dir_all(&fresh).map_err(io_err(&fresh))?;
@@ -676,6 +684,12 @@ impl Finn {
     /// last published checkpoint.
     pub async fn checkpoint(&self) -> Result<Option<CheckpointReport>, Error> {
         self.inner.checkpoint().await
+    }
+
+    /// Pushes the newest checkpoint (publishing one first if needed) to the git archive tier now.
+    /// A no-op without a configured git remote.
+    pub async fn archive_git(&self) -> Result<(), Error> {
+        self.inner.archive_git().await
     }
 
     /// Deletes manifests beyond the retention count, stale intents and unreferenced objects.
@@ -1146,6 +1160,19 @@ fn scheduler_err(e: impl std::fmt::Display) -> Error {
     Error::Io {
         path: PathBuf::from("<scheduler>"),
         source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Whether the git archive certainly holds nothing (an unreachable remote counts as "maybe
+/// something": the cascade then decides).
+async fn git_branch_is_empty(remote: &str, branch: &str) -> bool {
+    let run = tokio::process::Command::new("git")
+        .args(["ls-remote", "--heads", "--", remote, branch])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), run).await {
+        Ok(Ok(out)) if out.status.success() => out.stdout.iter().all(u8::is_ascii_whitespace),
+        _ => false,
     }
 }
 
