@@ -4,7 +4,10 @@
 //! vector (never a shell string; the anchors interpolated URLs and branch names into shell
 //! commands), with `GIT_TERMINAL_PROMPT=0`, and every child is killed when its future is dropped
 //! (a timeout really stops it). Nothing is checked out and the live workspace is never touched
-//! (the anchors ran `git reset --hard` on it). For each commit, newest first:
+//! (the anchors ran `git reset --hard` on it). Commits are tried newest first.
+//!
+//! The layout is finn-checkpoint's [`GitArchive`](finn_checkpoint::GitArchive): the signed
+//! manifest at `finn-manifest.bin`, the files under `state/`. For each commit:
 //!
 //! 1. the signed manifest stored in the commit at [`DEFAULT_MANIFEST_PATH`] is verified with
 //!    finn-checkpoint's [`SignedManifest::verify`] against the [`Keyring`] (trusted, not revoked);
@@ -27,10 +30,13 @@ use crate::source::{Candidate, RecoverySource, SourceError, SourceKind, Staged};
 use crate::stage::Staging;
 use crate::verify::ExpectedFile;
 
-/// The archive branch (the anchors' `GIT_ARCHIVE_BRANCH` default).
-pub const DEFAULT_BRANCH: &str = "finn/archive";
-/// Where a commit of the archive branch holds the signed manifest bytes.
-pub const DEFAULT_MANIFEST_PATH: &str = ".finn/manifest";
+/// The archive branch (the anchors' `GIT_ARCHIVE_BRANCH` default; finn-checkpoint's).
+pub const DEFAULT_BRANCH: &str = finn_checkpoint::DEFAULT_ARCHIVE_BRANCH;
+/// Where a commit of the archive branch holds the signed manifest bytes (finn-checkpoint's
+/// [`GitArchive`](finn_checkpoint::GitArchive) layout).
+pub const DEFAULT_MANIFEST_PATH: &str = finn_checkpoint::ARCHIVE_MANIFEST;
+/// Tree directory holding the checkpoint's files in an archive commit.
+pub const DEFAULT_STATE_DIR: &str = finn_checkpoint::ARCHIVE_STATE_DIR;
 /// Commits tried, newest first.
 pub const DEFAULT_MAX_CANDIDATES: usize = 10;
 
@@ -51,6 +57,7 @@ pub struct GitSource {
     remote: String,
     branch: String,
     manifest_path: String,
+    state_dir: String,
     keyring: Keyring,
     max_candidates: usize,
     git: PathBuf,
@@ -67,6 +74,7 @@ impl GitSource {
             remote: remote.into(),
             branch: DEFAULT_BRANCH.into(),
             manifest_path: DEFAULT_MANIFEST_PATH.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
             keyring,
             max_candidates: DEFAULT_MAX_CANDIDATES,
             git: PathBuf::from("git"),
@@ -90,6 +98,13 @@ impl GitSource {
     /// Where the signed manifest is in each commit. Default: [`DEFAULT_MANIFEST_PATH`].
     pub fn with_manifest_path(mut self, path: impl Into<String>) -> Self {
         self.manifest_path = path.into();
+        self
+    }
+
+    /// The tree directory holding the state files (empty: the tree root). Default:
+    /// [`DEFAULT_STATE_DIR`].
+    pub fn with_state_dir(mut self, dir: impl Into<String>) -> Self {
+        self.state_dir = dir.into().trim_matches('/').to_owned();
         self
     }
 
@@ -362,8 +377,13 @@ impl RecoverySource for GitSource {
             let oid = oid.unwrap_or_default().to_owned();
             if path == self.manifest_path {
                 manifest_oid = Some(oid);
-            } else {
+            } else if self.state_dir.is_empty() {
                 blobs.insert(path.to_owned(), oid);
+            } else if let Some(rel) = path
+                .strip_prefix(&self.state_dir)
+                .and_then(|p| p.strip_prefix('/'))
+            {
+                blobs.insert(rel.to_owned(), oid);
             }
         }
         let manifest_oid = manifest_oid.ok_or_else(|| SourceError::Refused {

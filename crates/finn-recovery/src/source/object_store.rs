@@ -131,8 +131,17 @@ impl RecoverySource for ObjectStoreSource {
             jobs.push(async move { reader.fetch_file(&entry, &dest).await });
         }
         let mut downloads = futures::stream::iter(jobs).buffer_unordered(self.parallelism);
+        // Let every started download finish even after a failure: a download's writer runs on
+        // its own task, and returning early would let it write into the staging directory after
+        // the cascade discarded it.
+        let mut failed = None;
         while let Some(result) = downloads.next().await {
-            result?;
+            if let Err(e) = result {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         tracing::debug!(
             version = manifest.version,

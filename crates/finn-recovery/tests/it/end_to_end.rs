@@ -133,8 +133,9 @@ pub async fn world(remote: Option<Remote>, checkpoints: usize, after: u64) -> Wo
     }
 }
 
-/// A bare repository whose `finn/archive` branch holds `world`'s newest checkpoint (files plus
-/// the signed manifest at `.finn/manifest`), as the archive tier does.
+/// A bare repository whose `finn/archive` branch holds `world`'s newest checkpoint in
+/// finn-checkpoint's archive layout (`finn-manifest.bin`, files under `state/`). Built with
+/// the git CLI here so that the test can also plant hostile commits.
 pub async fn git_archive(world: &World) -> PathBuf {
     let reader = Reader::new(world.remote.clone(), world.keyring());
     let newest = reader.newest().await.unwrap().unwrap();
@@ -143,9 +144,9 @@ pub async fn git_archive(world: &World) -> PathBuf {
     git(None, &["init", "-q", "--bare", bare.to_str().unwrap()]);
     git(None, &["init", "-q", work.to_str().unwrap()]);
     git(Some(&work), &["checkout", "-q", "-b", "finn/archive"]);
-    write_tree(&work, &world.checkpointed);
-    std::fs::create_dir_all(work.join(".finn")).unwrap();
-    std::fs::write(work.join(".finn/manifest"), newest.signed().bytes()).unwrap();
+    write_tree(&work.join("state"), &world.checkpointed);
+    std::fs::write(work.join("finn-manifest.bin"), newest.signed().bytes()).unwrap();
+    std::fs::write(work.join("finn-manifest.json"), b"{}").unwrap();
     git(Some(&work), &["add", "-A"]);
     git(
         Some(&work),

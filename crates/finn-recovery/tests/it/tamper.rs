@@ -236,7 +236,7 @@ async fn a_symlink_in_the_git_archive_is_refused() {
     let w = world(None, 1, 0).await;
     let bare = git_archive(&w).await;
     let work = w.root.path().join("archive-work");
-    std::os::unix::fs::symlink("/etc/passwd", work.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", work.join("state/link")).unwrap();
     git(Some(&work), &["add", "-A"]);
     git(
         Some(&work),
