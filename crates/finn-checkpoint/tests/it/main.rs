@@ -8,6 +8,7 @@ mod lineage;
 mod pitr;
 mod protocol;
 mod race;
+mod request_cost;
 mod ship;
 mod tamper;
 mod util;
