@@ -102,3 +102,49 @@ async fn local_restart_keeps_writes_after_the_last_checkpoint() {
         Some("local")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_transitions_of_a_failing_sync_are_recorded_in_the_wal_and_degrade_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let objects = dir.path().join("objects");
+    let mut intervals = finn::runtime::Intervals::default();
+    intervals.sync = std::time::Duration::from_millis(100);
+    let finn = Finn::builder(&data)
+        .store_url(format!("file://{}", objects.display()))
+        .intervals(intervals)
+        .open()
+        .await
+        .unwrap();
+    finn.put(Kind::Session, "session/1", b"x".to_vec()).unwrap();
+    // The bucket becomes unusable: every upload fails from now on.
+    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+
+    let key = "config/circuit-breaker-object_store_sync";
+    let mut recorded = None;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(v) = finn.state().get(Kind::Config, key) {
+            recorded = Some(v);
+            break;
+        }
+    }
+    let recorded = recorded.expect("the breaker opened and its transition reached the WAL");
+    let text = String::from_utf8(recorded).unwrap();
+    assert!(text.contains("object_store_sync"), "{text}");
+    let report = finn.health().await;
+    assert_ne!(
+        report.overall,
+        finn::scheduler::Health::Healthy,
+        "{report:?}"
+    );
+    // The transition is a real WAL record, not only in memory.
+    let in_wal = finn
+        .wal()
+        .iter_from(finn::wal::Lsn::ZERO)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|r| r.kind == Kind::Config && r.key.as_deref() == Some(key));
+    assert!(in_wal);
+}
