@@ -25,6 +25,8 @@ use anyhow::{Context, Result, bail};
 use crate::shell;
 
 const TARGETS: &[&str] = &["wal", "beads", "learning", "recovery", "runtime"];
+/// Most kills in one run of a crate's crash test.
+const RUN_CAP: u64 = 250;
 
 struct Args {
     targets: Vec<String>,
@@ -155,16 +157,40 @@ fn crate_campaign(target: &str, args: &Args) -> Result<String> {
         other => bail!("no crate campaign for `{other}`"),
     };
     let n = args.iterations.unwrap_or(default);
-    let mut cmd = shell::cargo();
-    cmd.args(["test", "-p", package, "--test", test_bin]);
-    if args.release {
-        cmd.arg("--release");
+    // Each run reopens and re-verifies the whole log after every kill, so the cost of a run
+    // grows with the square of its length; big campaigns are several runs on fresh
+    // directories, each with its own seed derived from the campaign's.
+    let runs = n.div_ceil(RUN_CAP).max(1);
+    let mut left = n;
+    let mut seed = args.seed;
+    for run in 0..runs {
+        let this = left.min(RUN_CAP);
+        left -= this;
+        if run > 0 {
+            seed = splitmix(seed);
+        }
+        eprintln!(
+            "{target}: run {}/{runs}, {this} kills, FINN_CRASH_SEED={seed}",
+            run + 1
+        );
+        let mut cmd = shell::cargo();
+        cmd.args(["test", "-p", package, "--test", test_bin]);
+        if args.release {
+            cmd.arg("--release");
+        }
+        cmd.args(["--", "--exact", test, "--nocapture", "--test-threads=1"])
+            .env(knob, this.to_string())
+            .env("FINN_CRASH_SEED", seed.to_string());
+        shell::run(&mut cmd).with_context(|| {
+            format!(
+                "{target} crash run {} failed (FINN_CRASH_SEED={seed})",
+                run + 1
+            )
+        })?;
     }
-    cmd.args(["--", "--exact", test, "--nocapture", "--test-threads=1"])
-        .env(knob, n.to_string())
-        .env("FINN_CRASH_SEED", args.seed.to_string());
-    shell::run(&mut cmd)?;
-    Ok(format!("{n} SIGKILLs, every invariant held"))
+    Ok(format!(
+        "{n} SIGKILLs in {runs} run(s), every invariant held"
+    ))
 }
 
 /// `finn drill` in a loop: each iteration SIGKILLs a writer running the whole runtime, deletes
