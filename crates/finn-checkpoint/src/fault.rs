@@ -146,6 +146,9 @@ struct State {
     bytes_got: u64,
     faults: Vec<(Fault, u64)>,
     fired: u64,
+    hidden: Vec<String>,
+    forget_deletes: bool,
+    forgotten: u64,
 }
 
 /// Wraps any [`ObjectStore`], counting operations by [`OpKind`] and injecting [`Fault`]s.
@@ -236,6 +239,31 @@ impl FaultStore {
         self.state().bytes_got
     }
 
+    /// Makes every object whose key contains `needle` look absent (lost by the store): gets and
+    /// heads answer not found, listings leave it out. The inner store keeps it.
+    pub fn hide(&self, needle: impl Into<String>) {
+        self.state().hidden.push(needle.into());
+    }
+
+    /// Makes every hidden object visible again.
+    pub fn unhide_all(&self) {
+        self.state().hidden.clear();
+    }
+
+    /// While on, deletes answer success and do nothing, as some S3-compatible providers do.
+    pub fn forget_deletes(&self, on: bool) {
+        self.state().forget_deletes = on;
+    }
+
+    /// Deletes answered with success but not performed ([`FaultStore::forget_deletes`]).
+    pub fn forgotten_deletes(&self) -> u64 {
+        self.state().forgotten
+    }
+
+    fn hidden(&self, key: &str) -> bool {
+        self.state().hidden.iter().any(|n| key.contains(n.as_str()))
+    }
+
     /// Zeroes the counters (faults stay).
     pub fn reset_counts(&self) {
         let mut s = self.state();
@@ -301,6 +329,28 @@ impl FaultStore {
 
 use std::future::Future;
 
+impl FaultStore {
+    fn list_unfiltered(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        match self.enter(OpKind::List, &key, 0) {
+            None => self.inner.list(prefix),
+            Some(FaultAction::Error | FaultAction::Lost) => {
+                futures::stream::once(async move { Err(injected(OpKind::List, &key)) }).boxed()
+            }
+            Some(FaultAction::Hang) => futures::stream::pending().boxed(),
+            Some(FaultAction::Delay(d)) => {
+                let inner = self.inner.list(prefix);
+                futures::stream::once(async move {
+                    tokio::time::sleep(d).await;
+                    inner
+                })
+                .flatten()
+                .boxed()
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for FaultStore {
     async fn put_opts(
@@ -345,6 +395,13 @@ impl ObjectStore for FaultStore {
         } else {
             OpKind::Get
         };
+        if self.hidden(location.as_ref()) {
+            self.enter(kind, location.as_ref(), 0);
+            return Err(object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "hidden by FaultStore".into(),
+            });
+        }
         let result = self
             .run(
                 kind,
@@ -384,7 +441,12 @@ impl ObjectStore for FaultStore {
                     let location = location?;
                     let inner = this.inner.clone();
                     let key = location.to_string();
+                    let forget = this.state().forget_deletes;
                     this.run(OpKind::Delete, &key, 0, async {
+                        if forget {
+                            this.state().forgotten += 1;
+                            return Ok(());
+                        }
                         inner.delete(&location).await
                     })
                     .await?;
@@ -395,23 +457,23 @@ impl ObjectStore for FaultStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        match self.enter(OpKind::List, &key, 0) {
-            None => self.inner.list(prefix),
-            Some(FaultAction::Error | FaultAction::Lost) => {
-                futures::stream::once(async move { Err(injected(OpKind::List, &key)) }).boxed()
-            }
-            Some(FaultAction::Hang) => futures::stream::pending().boxed(),
-            Some(FaultAction::Delay(d)) => {
-                let inner = self.inner.list(prefix);
-                futures::stream::once(async move {
-                    tokio::time::sleep(d).await;
-                    inner
-                })
-                .flatten()
-                .boxed()
-            }
+        let hidden = self.state().hidden.clone();
+        let listed = self.list_unfiltered(prefix);
+        if hidden.is_empty() {
+            return listed;
         }
+        listed
+            .filter(move |item| {
+                let keep = match item {
+                    Ok(meta) => {
+                        let key = meta.location.as_ref();
+                        !hidden.iter().any(|n| key.contains(n.as_str()))
+                    }
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {

@@ -468,7 +468,9 @@ pub(crate) async fn stream_shipped(
 }
 
 /// Feeds records to `wal.append_replicated` in calls of at most about `chunk_bytes` encoded
-/// bytes (each call ends with an fdatasync; keep it below the WAL's segment size).
+/// bytes (each call ends with an fdatasync). A call the WAL refuses as larger than a segment
+/// (nothing is written then: the call is atomic) is split in halves and retried, so any chunk
+/// size works with any segment size.
 pub(crate) fn append_chunked(
     wal: &finn_wal::Wal,
     records: &[finn_wal::Record],
@@ -479,16 +481,27 @@ pub(crate) fn append_chunked(
     for (i, r) in records.iter().enumerate() {
         let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + 64;
         if i > start && size + len > chunk_bytes {
-            wal.append_replicated(&records[start..i])?;
+            append_fitting(wal, &records[start..i])?;
             start = i;
             size = 0;
         }
         size += len;
     }
     if start < records.len() {
-        wal.append_replicated(&records[start..])?;
+        append_fitting(wal, &records[start..])?;
     }
     Ok(())
+}
+
+fn append_fitting(wal: &finn_wal::Wal, records: &[finn_wal::Record]) -> Result<(), Error> {
+    match wal.append_replicated(records) {
+        Err(finn_wal::Error::TooLarge { .. }) if records.len() > 1 => {
+            let (a, b) = records.split_at(records.len() / 2);
+            append_fitting(wal, a)?;
+            append_fitting(wal, b)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Objects downloaded ahead by the shipped-WAL readers of [`Reader`] unless told otherwise.

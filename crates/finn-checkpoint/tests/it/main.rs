@@ -4,6 +4,7 @@ mod faults;
 mod fencing;
 mod git;
 mod incremental;
+mod levels;
 mod lineage;
 mod pitr;
 mod protocol;

@@ -17,9 +17,11 @@ use crate::util;
 
 pub type State = BTreeMap<String, Vec<u8>>;
 
+/// Small segments, and no automatic compaction: the history must keep every record.
 pub fn small_wal() -> finn_wal::Options {
     finn_wal::Options {
         segment_size: 1 << 20,
+        auto_compact: false,
         ..Default::default()
     }
 }
