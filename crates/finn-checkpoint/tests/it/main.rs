@@ -1,5 +1,6 @@
 //! Integration tests of finn-checkpoint: one binary, one module per concern.
 
+mod delta;
 mod faults;
 mod fencing;
 mod git;
@@ -11,5 +12,6 @@ mod protocol;
 mod race;
 mod request_cost;
 mod ship;
+mod shipper;
 mod tamper;
 mod util;
