@@ -407,6 +407,10 @@ pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let bar = super::spinner(
+        ctx.json,
+        "data directory deleted; recovering through the cascade",
+    );
     let recover_started = Instant::now();
     let finn = rt
         .block_on(
@@ -421,6 +425,7 @@ pub(crate) fn drill(ctx: &Context, args: DrillArgs) -> Result<ExitCode> {
         )
         .context("recovery failed")?;
     let recovery_time = recover_started.elapsed();
+    bar.finish_and_clear();
     let report = finn.recovery_report().clone();
     let verify_started = Instant::now();
     let mut lost = Vec::new();

@@ -109,6 +109,19 @@ impl Context {
     }
 }
 
+/// A spinner on stderr for long work (uploads, restores); hidden for `--json` and when stderr
+/// is not a terminal, so scripts see clean output.
+pub(crate) fn spinner(json: bool, message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;

@@ -33,13 +33,17 @@ pub(crate) fn with_runtime<T>(ctx: &Context, f: impl FnOnce(&Finn) -> Result<T>)
     ctx.require_data_dir()?;
     let rt = tokio_runtime()?;
     rt.block_on(async {
+        let bar = super::spinner(ctx.json, "opening (recovering if needed)");
         let finn = builder(ctx)?
             .scheduler(false)
             .open()
             .await
             .context("cannot open the runtime")?;
+        bar.set_message("working");
         let result = f(&finn);
+        bar.set_message("shipping the WAL and checkpointing");
         let shutdown = finn.shutdown().await.context("shutdown checkpoint failed");
+        bar.finish_and_clear();
         let value = result?;
         shutdown?;
         Ok(value)
@@ -261,7 +265,15 @@ pub(crate) fn checkpoint(ctx: &Context, command: CheckpointCommand) -> Result<Ex
                 };
                 let manifest = m.signed().manifest().clone();
                 let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+                let bar = super::spinner(
+                    ctx.json,
+                    &format!(
+                        "downloading and hash-checking {} files",
+                        manifest.files.len()
+                    ),
+                );
                 let fetched = reader.fetch_files(&manifest, dir.path(), 8).await?;
+                bar.finish_and_clear();
                 anyhow::Ok((manifest, fetched))
             });
             let (manifest, _fetched) = result?;
@@ -350,12 +362,14 @@ pub(crate) fn recover(ctx: &Context, args: RecoverArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot create {}", ctx.config.data_dir.display()))?;
     let rt = tokio_runtime()?;
     let value = rt.block_on(async {
+        let bar = super::spinner(ctx.json, "recovering through the cascade");
         let finn = builder(ctx)?
             .scheduler(false)
             .force_takeover(args.force_takeover)
             .open()
             .await
             .context("recovery failed")?;
+        bar.finish_and_clear();
         let mut value = recovery_json(&finn);
         value["keys"] = json!(finn.state().len());
         value["last_lsn"] = json!(finn.wal().last_lsn().get());
