@@ -115,8 +115,10 @@ fn child() {
             loop {
                 n += 1;
                 // Deleting first means "counter = c" implies every delete of keys below c.
+                // The delete's result is not asserted: a run killed between this delete and
+                // the counter update has already applied it, so the retry finds nothing.
                 if n % 5 == 0 {
-                    assert!(kv.delete("keys", &format!("k{:08}", n - 1)).unwrap());
+                    kv.delete("keys", &format!("k{:08}", n - 1)).unwrap();
                 }
                 kv.put("keys", &format!("k{n:08}"), n.to_le_bytes().to_vec(), None)
                     .unwrap();
