@@ -110,6 +110,7 @@ mod archive;
 mod checkpoint;
 pub mod codec;
 mod delta;
+pub mod drill;
 mod error;
 pub mod fault;
 mod gc;
@@ -122,12 +123,14 @@ mod path;
 mod pitr;
 mod read;
 mod remote;
+pub mod remote_index;
 mod ship;
 mod shipper;
 mod sign;
 mod store;
 mod travel;
 mod upload;
+pub mod validate;
 
 pub use archive::{
     ARCHIVE_MANIFEST, ARCHIVE_MANIFEST_JSON, ARCHIVE_STATE_DIR, ArchiveReport,
@@ -162,3 +165,5 @@ pub use sign::{KeyError, KeyId, Keyring, SecretPem, SignatureError, SigningKey, 
 pub use store::{StoreOptions, open_store};
 pub use travel::{KeyAt, TimeTravel};
 pub use upload::{CheckpointInput, FileSource};
+pub use drill::{DrillError, DrillOptions, DrillReport};
+pub use validate::{Finding, ValidateOptions, ValidationReport};

@@ -179,8 +179,16 @@ mod tests {
         );
         index.save(&path).unwrap();
         assert_eq!(RemoteIndex::load_or_new(&path, &a), index);
-        assert!(RemoteIndex::load_or_new(&path, &b).verified_objects.is_empty());
+        assert!(
+            RemoteIndex::load_or_new(&path, &b)
+                .verified_objects
+                .is_empty()
+        );
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(RemoteIndex::load_or_new(&path, &a).verified_objects.is_empty());
+        assert!(
+            RemoteIndex::load_or_new(&path, &a)
+                .verified_objects
+                .is_empty()
+        );
     }
 }

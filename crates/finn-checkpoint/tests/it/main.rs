@@ -15,3 +15,4 @@ mod ship;
 mod shipper;
 mod tamper;
 mod util;
+mod verify;
