@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::{bench, deny, graph, shell, test};
+use crate::{bench, deny, fuzz, graph, shell, test};
 
 pub(crate) fn run() -> Result<()> {
     shell::run(shell::cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -17,6 +17,9 @@ pub(crate) fn run() -> Result<()> {
     ]))?;
     deny::run()?;
     test::run(&[])?;
+    // A short run of every fuzz target: the seeds and the shared fixtures replayed, then ten
+    // seconds of mutation each (`cargo xtask fuzz --time 600` for a real campaign).
+    fuzz::run(&["--time".to_owned(), "10".to_owned()])?;
     shell::run(
         shell::cargo()
             .args(["doc", "--workspace", "--no-deps"])

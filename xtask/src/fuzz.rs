@@ -18,6 +18,9 @@ use anyhow::{Context, Result, bail};
 use crate::shell;
 
 /// Every target, with the shared fixture directory that seeds it further (if any).
+/// The target triple cargo-fuzz builds for (it always passes `--target`).
+const HOST: &str = "x86_64-unknown-linux-gnu";
+
 const TARGETS: &[(&str, Option<&str>)] = &[
     ("wal_segment", None),
     ("wal_batch", None),
@@ -74,8 +77,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let work = fuzz_dir.join("corpus").join(target);
         std::fs::create_dir_all(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
-        let mut cmd = fuzz_cmd(&fuzz_dir);
-        cmd.args(["run", "--sanitizer", "none", "--release", target])
+        let artifacts = fuzz_dir.join("artifacts").join(target);
+        std::fs::create_dir_all(&artifacts)
+            .with_context(|| format!("cannot create {}", artifacts.display()))?;
+        // The binary cargo-fuzz built, run directly: `cargo fuzz run` would check (and, with
+        // sources changing under it, redo) the build for every target.
+        let mut cmd = Command::new(
+            fuzz_dir
+                .join("target")
+                .join(HOST)
+                .join("release")
+                .join(target),
+        );
+        cmd.current_dir(&fuzz_dir)
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg(format!("-max_total_time={time}"))
+            // A hang or a runaway allocation is a finding too.
+            .arg("-timeout=20")
+            .arg("-rss_limit_mb=2048")
+            .arg("-print_final_stats=1")
             .arg(&work)
             .arg(fuzz_dir.join("seeds").join(target));
         if let Some(f) = fixture {
@@ -84,18 +104,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 cmd.arg(dir);
             }
         }
-        cmd.arg("--").args([
-            format!("-max_total_time={time}"),
-            // A hang or a runaway allocation is a finding too.
-            "-timeout=20".to_owned(),
-            "-rss_limit_mb=2048".to_owned(),
-            "-print_final_stats=1".to_owned(),
-        ]);
         let t = Instant::now();
         shell::run(&mut cmd).with_context(|| {
             format!(
                 "fuzz target {target} failed; the reproducer is in {}",
-                fuzz_dir.join("artifacts").join(target).display()
+                artifacts.display()
             )
         })?;
         summary.push(format!(
