@@ -1241,7 +1241,9 @@ fn open_identity(path: &Path, state: &StateStore) -> Result<Identity, Error> {
         path,
         finn_identity::Options::default(),
     ));
-    if let Err(e) = loader.load() {
+    if !path.exists() {
+        tracing::info!(path = %path.display(), "no identity document yet; watching for one");
+    } else if let Err(e) = loader.load() {
         // The runtime still comes up; health reports the identity as degraded.
         tracing::warn!(error = %e, path = %path.display(), "identity document not loaded");
     }

@@ -593,12 +593,19 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
     let (tx, rx) = mpsc::channel::<Write>();
     let worker = finn.clone();
     let seed = args.seed;
+    // Set when the sync loop fails, so the agent thread stops and the error reaches the parent
+    // (a scope would otherwise wait forever for the endless workload).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = &stop;
     std::thread::scope(|scope| -> Result<ExitCode> {
         scope.spawn(move || {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut config_seq = 0u64;
             let mut identity_seq = 0u64;
             for i in 0u64.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let step = rng.gen_range(0..100);
                 let result = match step {
                     0..=49 => {
@@ -662,38 +669,51 @@ fn writer_inner(args: &DrillWriterArgs, emit: &(dyn Fn(&Line) + Sync)) -> Result
                 }
             }
         });
-        let mut pending: Vec<Write> = Vec::new();
-        let mut last_checkpoint = Instant::now();
-        loop {
-            // The sync loop of a real deployment, sped up: ship the WAL often, checkpoint less.
-            std::thread::sleep(Duration::from_millis(args.ship_ms));
-            let t = Instant::now();
-            rt.block_on(finn.ship()).context("WAL shipping failed")?;
-            if last_checkpoint.elapsed() >= Duration::from_millis(args.checkpoint_ms) {
-                rt.block_on(finn.checkpoint())
-                    .context("checkpoint failed")?;
-                last_checkpoint = Instant::now();
-                emit(&Line::Ckpt {
-                    lsn: finn.confirmed().checkpointed_lsn.get(),
-                    ms: t.elapsed().as_millis() as u64,
-                });
-            }
-            let covered = finn.remote_durable_lsn().get();
-            pending.extend(rx.try_iter());
-            pending.retain(|(kind, key, seq, hash, lsn)| {
-                if *lsn <= covered {
-                    emit(&Line::Ack {
-                        kind: kind.clone(),
-                        key: key.clone(),
-                        seq: *seq,
-                        hash: hash.clone(),
-                        lsn: *lsn,
-                    });
-                    false
-                } else {
-                    true
-                }
+        let result = sync_loop(&rt, &finn, args, &rx, emit);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
+}
+
+/// Ships and checkpoints until killed; acknowledges writes as they become remotely durable.
+fn sync_loop(
+    rt: &tokio::runtime::Runtime,
+    finn: &Finn,
+    args: &DrillWriterArgs,
+    rx: &mpsc::Receiver<Write>,
+    emit: &(dyn Fn(&Line) + Sync),
+) -> Result<ExitCode> {
+    let mut pending: Vec<Write> = Vec::new();
+    let mut last_checkpoint = Instant::now();
+    loop {
+        // The sync loop of a real deployment, sped up: ship the WAL often, checkpoint less.
+        std::thread::sleep(Duration::from_millis(args.ship_ms));
+        let t = Instant::now();
+        rt.block_on(finn.ship()).context("WAL shipping failed")?;
+        if last_checkpoint.elapsed() >= Duration::from_millis(args.checkpoint_ms) {
+            rt.block_on(finn.checkpoint())
+                .context("checkpoint failed")?;
+            last_checkpoint = Instant::now();
+            emit(&Line::Ckpt {
+                lsn: finn.confirmed().checkpointed_lsn.get(),
+                ms: t.elapsed().as_millis() as u64,
             });
         }
-    })
+        let covered = finn.remote_durable_lsn().get();
+        pending.extend(rx.try_iter());
+        pending.retain(|(kind, key, seq, hash, lsn)| {
+            if *lsn <= covered {
+                emit(&Line::Ack {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                    seq: *seq,
+                    hash: hash.clone(),
+                    lsn: *lsn,
+                });
+                false
+            } else {
+                true
+            }
+        });
+    }
 }
