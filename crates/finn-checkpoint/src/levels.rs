@@ -1,19 +1,4 @@
 //! Shipped WAL compacted in levels, so a restore to any point reads a handful of objects.
-//!
-//! The shipper writes many small level-0 batches (one per RPO tick when busy). Left alone, a
-//! restore an hour after a checkpoint would read thousands of them. [`Checkpointer::compact_wal`]
-//! merges consecutive objects of level n-1 into one object of level n, by time window and
-//! bounded in records and bytes (the defaults, as Litestream does: 5 minute objects at level 1,
-//! 1 hour objects at level 2).
-//!
-//! A merged object is an ordinary signed batch (same format as a shipped one) whose key names
-//! its level: `wal/{lineage}/{first:020}-{last:020}-{epoch:020}.l{n}.batch`. It covers an exact
-//! LSN range, its `prev` is the `prev` of the first object it merged, and it is written with
-//! `PutMode::Create`, read back, verified (signature, every record CRC) and compared record by
-//! record with what was merged *before* any object it replaces is deleted. A crash between the
-//! two leaves both; the next pass verifies the higher object again and only then removes the
-//! leftovers. Readers pick the fewest objects that cover what they need ([`Reader::wal_objects`]),
-//! and a reader that finds an object gone mid-restore lists again and carries on.
 
 use std::time::Duration;
 
@@ -55,7 +40,22 @@ impl LevelSpec {
     }
 }
 
-/// The levels above level 0 (the batches as shipped).
+/// The levels above level 0 (the batches as shipped): shipped WAL compacted in levels.
+///
+/// The shipper writes many small level-0 batches (one per RPO tick when busy). Left alone, a
+/// restore an hour after a checkpoint would read thousands of them. [`Checkpointer::compact_wal`]
+/// merges consecutive objects of level n-1 into one object of level n, by time window and
+/// bounded in records and bytes (the defaults, as Litestream does: 5 minute objects at level 1,
+/// 1 hour objects at level 2).
+///
+/// A merged object is an ordinary signed batch (same format as a shipped one) whose key names
+/// its level: `wal/{lineage}/{first:020}-{last:020}-{epoch:020}.l{n}.batch`. It covers an exact
+/// LSN range, its `prev` is the `prev` of the first object it merged, and it is written with
+/// `PutMode::Create`, read back, verified (signature, every record CRC) and compared record by
+/// record with what was merged *before* any object it replaces is deleted. A crash between the
+/// two leaves both; the next pass verifies the higher object again and only then removes the
+/// leftovers. Readers pick the fewest objects that cover what they need ([`Reader::wal_objects`]),
+/// and a reader that finds an object gone mid-restore lists again and carries on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LevelPolicy {

@@ -61,6 +61,20 @@
 //!   signed batches; [`Reader::shipped_after`] / [`Reader::replay_into`] return every record after
 //!   a checkpoint's LSN, across batches and epochs, and detect a missing batch
 //!   ([`Error::ShippedGap`]).
+//! - **Any point, not only the latest.** [`Reader::plan_restore`] / [`Reader::restore`] restore
+//!   to an LSN, a moment or a checkpoint version ([`RestoreTarget`]): the base is the newest
+//!   checkpoint at or before the target that *verifies*, the replay stops exactly at the target,
+//!   and the report gives the exact LSN and time reached. [`Reader::open_at`] is a read-only
+//!   view of the state as of any point ([`TimeTravel`]), for inspection.
+//! - **Restores stay fast as history grows.** [`Checkpointer::compact_wal`] merges shipped
+//!   batches into levels ([`LevelPolicy`]: 5 min, then 1 h objects), verifying each merged
+//!   object before deleting what it replaces; readers pick the fewest objects covering what they
+//!   need and download several ahead while replaying. Delta restores
+//!   ([`Reader::fetch_files_delta`], [`RestoreOptions::reuse_local`]) fetch only files whose
+//!   local copy does not match.
+//! - **Remote-durable acknowledgement.** A [`Shipper`] ships synced records within an RPO
+//!   (default 1 s) and [`Shipper::await_shipped`] waits for one record to be in the object
+//!   store. RPO/RTO choices and the restore commands: `docs/restore.md`.
 //! - **Guarded calls.** Every store call runs under a timeout and a [`finn_breaker`] circuit
 //!   ([`RemoteOptions`]); git pushes have their own breaker.
 //! - **Garbage collection.** [`Checkpointer::gc`] removes stale intents (10 min), manifests beyond
@@ -95,6 +109,7 @@
 //! intents/{ulid}.json                                  checkpoints in flight
 //! lease/{epoch:020}.{lease|renewed|seal}               fencing
 //! wal/{lineage}/{first:020}-{last:020}-{epoch:020}.batch   shipped WAL
+//! wal/{lineage}/{first:020}-{last:020}-{epoch:020}.l{n}.batch   the same, merged to level n
 //! ```
 //! Byte layouts, what the signature covers, and what a reader does with each kind of damage:
 //! `docs/formats/finn-checkpoint.md`.

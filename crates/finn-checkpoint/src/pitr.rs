@@ -1,24 +1,4 @@
 //! Point-in-time restore: to an LSN, to a moment, or to a checkpoint version, not only the latest.
-//!
-//! A restore has two parts. The *base* is the newest checkpoint of the lineage that is at or
-//! before the target **and verifies** (a newer checkpoint is useless: it holds records past the
-//! target; a tampered or fenced one is skipped, and the plan says why). The *replay* is every
-//! shipped record after the base's covered LSN up to the target, exactly: records past it are
-//! never written. Targets:
-//!
-//! - [`RestoreTarget::Lsn`]: the state after record N (the last record at or below N).
-//! - [`RestoreTarget::Time`]: the state after the last record stamped at or before T. Record
-//!   timestamps come from the WAL's monotonic ULID generator, so they never go backwards within
-//!   a WAL and "the last record at or before T" is a prefix of the log.
-//! - [`RestoreTarget::Checkpoint`]: exactly checkpoint V (its files, no replay).
-//! - [`RestoreTarget::Latest`]: everything shipped.
-//!
-//! [`Reader::plan_restore`] is the dry run: base, objects and bytes to read, and the exact LSN
-//! and time that will be reached (for a time target it reads the WAL objects between the base
-//! and the target to find it). [`Reader::restore`] executes a plan: the base's files are fetched
-//! (or reused locally, see [`RestoreOptions::reuse_local`]) while the shipped WAL is downloaded
-//! several objects ahead and appended to the local WAL; the report says the exact LSN and time
-//! reached.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,7 +10,27 @@ use crate::manifest::{LineageId, Manifest};
 use crate::read::{FetchReport, Reader, VerifiedManifest};
 use crate::ship::{self, DEFAULT_PREFETCH, Stop, WalObject, cover, stream_shipped};
 
-/// Where a restore should end.
+/// Where a restore should end: point-in-time restore.
+///
+/// A restore has two parts. The *base* is the newest checkpoint of the lineage that is at or
+/// before the target **and verifies** (a newer checkpoint is useless: it holds records past the
+/// target; a tampered or fenced one is skipped, and the plan says why). The *replay* is every
+/// shipped record after the base's covered LSN up to the target, exactly: records past it are
+/// never written. Targets:
+///
+/// - [`RestoreTarget::Lsn`]: the state after record N (the last record at or below N).
+/// - [`RestoreTarget::Time`]: the state after the last record stamped at or before T. Record
+///   timestamps come from the WAL's monotonic ULID generator, so they never go backwards within
+///   a WAL and "the last record at or before T" is a prefix of the log.
+/// - [`RestoreTarget::Checkpoint`]: exactly checkpoint V (its files, no replay).
+/// - [`RestoreTarget::Latest`]: everything shipped.
+///
+/// [`Reader::plan_restore`] is the dry run: base, objects and bytes to read, and the exact LSN
+/// and time that will be reached (for a time target it reads the WAL objects between the base
+/// and the target to find it). [`Reader::restore`] executes a plan: the base's files are fetched
+/// (or reused locally, see [`RestoreOptions::reuse_local`]) while the shipped WAL is downloaded
+/// several objects ahead and appended to the local WAL; the report says the exact LSN and time
+/// reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum RestoreTarget {

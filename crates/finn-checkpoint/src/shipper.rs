@@ -1,17 +1,4 @@
 //! Remote-durable acknowledgement: a background shipper with a recovery point objective.
-//!
-//! A record is *local-durable* once the WAL has fdatasynced it and *remote-durable* once the
-//! shipped batch holding it is in the object store. The [`Shipper`] ships every synced record
-//! within [`ShipperOptions::rpo`] (the longest a synced record waits before a ship starts;
-//! default 1 s), and [`Shipper::await_shipped`] lets a caller wait for one record to be
-//! remote-durable — per write, so an agent can acknowledge most writes locally and the few
-//! that matter (a payment, a promise to a user) only once they left the machine.
-//!
-//! While the store fails, ships are retried with exponential backoff (up to
-//! [`ShipperOptions::max_backoff`]); the RPO cannot be kept then, and [`Shipper::status`] says
-//! how far behind shipping is. A waiter whose record could not be shipped by an attempt that
-//! began after it started waiting gets [`Error::NotShipped`] with the cause (it may wait again).
-//! A fenced-off writer stops the shipper for good.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,7 +123,20 @@ struct Shared {
     source: Arc<dyn ShipSource>,
 }
 
-/// Ships synced WAL records in the background within the RPO; see the [module docs](self).
+/// Ships synced WAL records in the background within the RPO.
+///
+/// A record is *local-durable* once the WAL has fdatasynced it and *remote-durable* once the
+/// shipped batch holding it is in the object store. The [`Shipper`] ships every synced record
+/// within [`ShipperOptions::rpo`] (the longest a synced record waits before a ship starts;
+/// default 1 s), and [`Shipper::await_shipped`] lets a caller wait for one record to be
+/// remote-durable — per write, so an agent can acknowledge most writes locally and the few
+/// that matter (a payment, a promise to a user) only once they left the machine.
+///
+/// While the store fails, ships are retried with exponential backoff (up to
+/// [`ShipperOptions::max_backoff`]); the RPO cannot be kept then, and [`Shipper::status`] says
+/// how far behind shipping is. A waiter whose record could not be shipped by an attempt that
+/// began after it started waiting gets [`Error::NotShipped`] with the cause (it may wait again).
+/// A fenced-off writer stops the shipper for good.
 pub struct Shipper {
     shared: Arc<Shared>,
     task: Option<tokio::task::JoinHandle<()>>,

@@ -1,12 +1,4 @@
 //! Time travel: look at the state as of an LSN or a moment without restoring anything.
-//!
-//! [`Reader::open_at`] plans like a restore (base checkpoint at or before the point, shipped
-//! records after it up to the point) but writes nothing: the records are held in memory and the
-//! base's files are downloaded (verified) only when read. For inspection and debugging: "what
-//! did the agent's memory say at 14:02?", "which record changed this key?".
-//!
-//! Memory: the records between the base checkpoint and the point (at most one checkpoint
-//! interval of WAL); file contents are not cached.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +21,15 @@ pub enum KeyAt<'a> {
     NotInWal,
 }
 
-/// A read-only view of a prefix's state as of one point. See the [module docs](self).
+/// A read-only view of a prefix's state as of one point, from [`Reader::open_at`].
+///
+/// [`Reader::open_at`] plans like a restore (base checkpoint at or before the point, shipped
+/// records after it up to the point) but writes nothing: the records are held in memory and the
+/// base's files are downloaded (verified) only when read. For inspection and debugging: "what
+/// did the agent's memory say at 14:02?", "which record changed this key?".
+///
+/// Memory: the records between the base checkpoint and the point (at most one checkpoint
+/// interval of WAL); file contents are not cached.
 #[derive(Debug)]
 pub struct TimeTravel {
     reader: Reader,
