@@ -398,6 +398,7 @@ fn scan_segment(
     };
     let mut reader = FrameReader::new(HEADER_LEN, file_len);
     let lower = segment.header.first_lsn;
+    let mut largest_frame = 0u64;
     loop {
         let next = reader
             .next_frame(&segment.file)
@@ -416,6 +417,7 @@ fn scan_segment(
                             *max_ulid = (*max_ulid).max(r.id);
                             outcome.records += 1;
                         }
+                        largest_frame = largest_frame.max(len);
                         segment.note_frame(offset, offset + len, first, last);
                         *prev_lsn = last;
                         continue;
@@ -423,9 +425,14 @@ fn scan_segment(
                     Err(cause) => Some((offset, cause)),
                 }
             }
-            Next::End { offset } => first_nonzero(&segment.file, offset, file_len)
-                .map_err(|e| Error::io(&segment.path, e))?
-                .map(|_| (offset, Corruption::DataAfterEnd)),
+            Next::End { offset } => {
+                // Only a bounded window after the end marker is checked, so that opening
+                // costs the data, not the preallocation (see `tail_probe_end`).
+                let probe_end = tail_probe_end(offset, file_len, largest_frame);
+                first_nonzero(&segment.file, offset, probe_end)
+                    .map_err(|e| Error::io(&segment.path, e))?
+                    .map(|_| (offset, Corruption::DataAfterEnd))
+            }
             Next::Bad { offset, kind } => Some((offset, kind)),
         };
         let Some((offset, cause)) = damage_at else {
@@ -505,6 +512,24 @@ fn resync(
         }
     }
     Ok(None)
+}
+
+/// Bytes after the end marker that must be zero at the least.
+const TAIL_PROBE: u64 = 1024 * 1024;
+
+/// End of the window after an end marker at `end` that must read as zeros.
+///
+/// The rest of a preallocated segment is zeros that no append ever wrote, so reading all of
+/// it (64 MiB by default) on every open would cost the preallocation instead of the data.
+/// Damage that makes a frame header read as an end marker while durable frames follow shows up
+/// within the window: the damaged frame's own body is non-zero right after its header, and a
+/// frame zeroed entirely is followed by the next frame's header at most one frame length
+/// later. The window is therefore at least [`TAIL_PROBE`] (1 MiB) and twice the largest frame
+/// seen in the segment. Only a zeroed run longer than that inside durable data would read as
+/// the end of the log.
+fn tail_probe_end(end: u64, file_len: u64, largest_frame: u64) -> u64 {
+    let window = TAIL_PROBE.max(largest_frame.saturating_mul(2));
+    end.saturating_add(window).min(file_len)
 }
 
 /// Offset of the first non-zero byte in `[from, to)`, if any.

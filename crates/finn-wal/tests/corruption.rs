@@ -234,3 +234,69 @@ fn random_bit_flips_never_panic_and_each_mode_behaves_as_documented() {
         }
     }
 }
+
+/// Opening checks only a bounded window of the zero-filled preallocation after the end marker
+/// (so that it costs the data, not the segment size); damage that makes a frame read as the
+/// end marker while durable frames follow must still be found in a large preallocated segment.
+#[test]
+fn zeroed_frame_before_valid_frames_is_found_in_a_large_preallocated_segment() {
+    const SEGMENT: u64 = 4 * 1024 * 1024;
+    let base = scratch();
+    let mut frame_bounds = Vec::new();
+    let seg;
+    {
+        let (wal, _) =
+            Wal::open(base.path(), opts(RecoveryMode::TolerateTornTail, SEGMENT)).unwrap();
+        seg = segment_files(base.path())[0].clone();
+        for i in 0..4u8 {
+            let start = nonzero_end(&seg);
+            wal.append_with(
+                NewRecord::event(Kind::Audit, vec![i + 1; 64]),
+                Durability::Sync,
+            )
+            .unwrap();
+            frame_bounds.push((start, nonzero_end(&seg)));
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        SEGMENT,
+        "segment is preallocated"
+    );
+    let seg_name = seg.file_name().unwrap().to_owned();
+    let (start, end) = frame_bounds[1];
+    for (what, zero_to) in [("frame header", start + 8), ("whole frame", end)] {
+        for mode in [
+            RecoveryMode::TolerateTornTail,
+            RecoveryMode::AbsoluteConsistency,
+        ] {
+            let copy = copy_dir(base.path());
+            let path = copy.path().join(&seg_name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[start..zero_to].fill(0);
+            std::fs::write(&path, &bytes).unwrap();
+            match Wal::open(copy.path(), opts(mode, SEGMENT)) {
+                Err(Error::Corrupt { offset, .. }) => {
+                    assert_eq!(offset, start as u64, "{what} in {mode:?}")
+                }
+                Err(e) => panic!("{what} in {mode:?}: unexpected error {e}"),
+                Ok((wal, report)) => panic!(
+                    "{what} in {mode:?}: durable frames after the damage dropped as a torn tail: \
+                     {} records left, {report:?}",
+                    all_records(&wal).len()
+                ),
+            }
+        }
+        // SalvageAll keeps every frame but the damaged one.
+        let copy = copy_dir(base.path());
+        let path = copy.path().join(&seg_name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[start..zero_to].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let (wal, report) =
+            Wal::open(copy.path(), opts(RecoveryMode::SalvageAll, SEGMENT)).unwrap();
+        assert!(!report.is_clean(), "{what}: damage not reported");
+        let lsns: Vec<u64> = all_records(&wal).iter().map(|r| r.lsn.get()).collect();
+        assert_eq!(lsns, [1, 3, 4], "{what}");
+    }
+}
