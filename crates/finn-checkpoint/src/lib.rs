@@ -139,10 +139,12 @@ mod pitr;
 mod read;
 mod remote;
 pub mod remote_index;
+pub mod retention;
 mod ship;
 mod shipper;
 mod sign;
 mod store;
+mod tombstone;
 mod travel;
 mod upload;
 pub mod validate;
@@ -155,6 +157,7 @@ pub use checkpoint::{
     CheckpointReport, Checkpointer, CheckpointerOptions, HighWater, LineageMode, publish,
 };
 pub use codec::{Codec, Compression};
+pub use drill::{DrillError, DrillOptions, DrillReport};
 pub use error::{Error, RemoteFailure, RemoteOp};
 pub use finn_wal::Lsn;
 pub use gc::GcReport;
@@ -174,11 +177,11 @@ pub use pitr::{
 };
 pub use read::{ChainCheck, FetchReport, Reader, VerifiedManifest, VersionEntry};
 pub use remote::{DEFAULT_TIMEOUT, Remote, RemoteOptions, default_breaker};
+pub use retention::{KeepReason, KeptCheckpoint, RetentionMode, RetentionPolicy, RetentionReport};
 pub use ship::{DEFAULT_PREFETCH, ShipReport, ShippedBatch, WalObject};
 pub use shipper::{CheckpointerShip, DEFAULT_RPO, ShipSource, ShipStatus, Shipper, ShipperOptions};
 pub use sign::{KeyError, KeyId, Keyring, SecretPem, SignatureError, SigningKey, VerifyingKey};
 pub use store::{StoreOptions, open_store};
 pub use travel::{KeyAt, TimeTravel};
 pub use upload::{CheckpointInput, FileSource};
-pub use drill::{DrillError, DrillOptions, DrillReport};
 pub use validate::{Finding, ValidateOptions, ValidationReport};

@@ -236,7 +236,18 @@ impl Reader {
                             .first()
                             .copied()
                             .unwrap_or(0);
-                        if link.version < oldest {
+                        // Removed by count retention (older than everything present), or
+                        // from the middle by a retention policy that left a signed tombstone.
+                        if link.version < oldest
+                            || crate::tombstone::removed_on_purpose(
+                                &self.remote,
+                                &self.keyring,
+                                link.version,
+                                link.hash,
+                                signed.lineage,
+                            )
+                            .await?
+                        {
                             ChainCheck::BeyondRetention
                         } else {
                             return Err(Error::ChainBroken {

@@ -306,7 +306,19 @@ impl Reader {
                     continue;
                 }
                 Some(_) => format!("previous manifest {} does not match the link", link.version),
-                None if !present.contains(&link.version) && link.version < oldest => continue,
+                None if !present.contains(&link.version)
+                    && (link.version < oldest
+                        || crate::tombstone::removed_on_purpose(
+                            self.remote(),
+                            self.keyring(),
+                            link.version,
+                            link.hash,
+                            lineage,
+                        )
+                        .await?) =>
+                {
+                    continue;
+                }
                 None => format!("previous manifest {} is missing or rejected", link.version),
             };
             broken.insert(version);

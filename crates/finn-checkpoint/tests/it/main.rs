@@ -11,6 +11,7 @@ mod pitr;
 mod protocol;
 mod race;
 mod request_cost;
+mod retention;
 mod ship;
 mod shipper;
 mod tamper;
