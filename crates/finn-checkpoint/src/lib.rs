@@ -129,6 +129,7 @@ pub mod drill;
 mod error;
 pub mod fault;
 mod gc;
+pub mod heartbeat;
 mod layout;
 mod lease;
 mod levels;
