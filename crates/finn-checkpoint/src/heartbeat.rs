@@ -107,12 +107,15 @@ impl Heartbeat {
                 return Ok(Beat::TooSoon);
             }
         }
-        let response = self.client.get(&self.url).send().await.map_err(|source| {
-            HeartbeatError::Request {
-                url: self.url.clone(),
-                source,
-            }
-        })?;
+        let response =
+            self.client
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|source| HeartbeatError::Request {
+                    url: self.url.clone(),
+                    source,
+                })?;
         let status = response.status();
         if !status.is_success() {
             return Err(HeartbeatError::Status {
@@ -166,7 +169,9 @@ mod tests {
     #[tokio::test]
     async fn pings_only_when_verified_and_not_too_often() {
         let (url, hits) = server(200).await;
-        let hb = Heartbeat::new(&url).unwrap().min_interval(Duration::from_secs(3600));
+        let hb = Heartbeat::new(&url)
+            .unwrap()
+            .min_interval(Duration::from_secs(3600));
         assert_eq!(hb.beat(false).await.unwrap(), Beat::Withheld);
         assert_eq!(hits.load(Ordering::SeqCst), 0);
         assert_eq!(hb.beat(true).await.unwrap(), Beat::Sent);
