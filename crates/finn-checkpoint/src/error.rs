@@ -367,6 +367,12 @@ pub enum Error {
     /// The shipper has stopped (shut down, or fenced off).
     #[error("the wal shipper has stopped")]
     ShipperStopped,
+    /// A restore was adopted by a writer not opened as a fork of the restore's base (or that has
+    /// published already).
+    #[error(
+        "the writer must be opened with LineageMode::Fork of the restored base checkpoint and have published nothing"
+    )]
+    NotForked,
     /// An LSN was waited for that the WAL never appended.
     #[error("lsn {lsn} was never appended; the wal ends at {last}")]
     NotAppended {

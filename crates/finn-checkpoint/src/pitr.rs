@@ -181,6 +181,9 @@ pub struct RestorePlan {
     pub planning_reads: usize,
     /// Shipped-WAL high-water mark of the lineage when planned.
     pub shipped_lsn: Lsn,
+    /// The end of the lineage's history when planned: the higher of the shipped high-water mark
+    /// and the newest checkpoint's covered LSN.
+    pub history_lsn: Lsn,
 }
 
 impl RestorePlan {
@@ -244,7 +247,7 @@ impl Reader {
         target: RestoreTarget,
         resolve_time: bool,
     ) -> Result<RestorePlan, Error> {
-        let (lineage, base, skipped) = self.choose_base(target).await?;
+        let (lineage, base, skipped, newest_checkpoint) = self.choose_base(target).await?;
         let objects = self.wal_objects(lineage).await?;
         let shipped = objects
             .iter()
@@ -280,6 +283,7 @@ impl Reader {
             exact: true,
             planning_reads: 0,
             shipped_lsn: shipped,
+            history_lsn: shipped.max(newest_checkpoint),
         };
         match target {
             RestoreTarget::Checkpoint(_) => {}
@@ -338,8 +342,9 @@ impl Reader {
     async fn choose_base(
         &self,
         target: RestoreTarget,
-    ) -> Result<(LineageId, Option<PlannedBase>, Vec<SkippedCheckpoint>), Error> {
+    ) -> Result<(LineageId, Option<PlannedBase>, Vec<SkippedCheckpoint>, Lsn), Error> {
         let mut skipped = Vec::new();
+        let mut newest = Lsn::ZERO;
         let versions = self.versions().await?;
         let mut lineage = self.pinned_lineage();
         if let RestoreTarget::Checkpoint(v) = target {
@@ -347,7 +352,9 @@ impl Reader {
                 return Err(Error::ManifestMissing { version: v });
             }
             let m = self.load(v).await?;
-            return Ok((m.lineage, Some(PlannedBase::new(m)), skipped));
+            let lineage = m.lineage;
+            let newest = self.newest_covered(lineage).await?.max(m.covered_lsn);
+            return Ok((lineage, Some(PlannedBase::new(m)), skipped, newest));
         }
         if lineage.is_none() {
             lineage = self.lineage_of_newest().await?;
@@ -361,6 +368,11 @@ impl Reader {
             let Some(bytes) = self.remote().get(&key).await? else {
                 continue; // removed by GC since the listing
             };
+            if let Ok((m, _)) = Manifest::decode(&bytes)
+                && m.lineage == lineage
+            {
+                newest = newest.max(m.covered_lsn);
+            }
             match Manifest::decode(&bytes) {
                 Ok((m, _)) if m.lineage != lineage || !qualifies(&m, target) => continue,
                 Ok(_) => {}
@@ -374,7 +386,7 @@ impl Reader {
             }
             match self.load(entry.version).await {
                 Ok(m) if m.lineage == lineage && qualifies(&m, target) => {
-                    return Ok((lineage, Some(PlannedBase::new(m)), skipped));
+                    return Ok((lineage, Some(PlannedBase::new(m)), skipped, newest));
                 }
                 Ok(_) => {}
                 Err(e @ Error::Remote { .. }) => return Err(e),
@@ -387,7 +399,22 @@ impl Reader {
                 }
             }
         }
-        Ok((lineage, None, skipped))
+        Ok((lineage, None, skipped, newest))
+    }
+
+    /// The highest covered LSN claimed by a manifest of `lineage` (unverified: for deciding
+    /// whether history goes on past a point).
+    async fn newest_covered(&self, lineage: LineageId) -> Result<Lsn, Error> {
+        for entry in self.versions().await? {
+            let key = self.remote().key(&layout::manifest_key(entry.version));
+            if let Some(bytes) = self.remote().get(&key).await?
+                && let Ok((m, _)) = Manifest::decode(&bytes)
+                && m.lineage == lineage
+            {
+                return Ok(m.covered_lsn);
+            }
+        }
+        Ok(Lsn::ZERO)
     }
 
     /// The oldest LSN of `lineage` a restore can reach (for error messages).
@@ -544,4 +571,101 @@ fn error_chain(e: &Error) -> String {
         source = s.source();
     }
     out
+}
+
+impl RestorePlan {
+    /// Whether a writer continuing from this restore must fork a new lineage: the restore ends
+    /// before the end of the lineage's history, whose later records and checkpoints stay in the
+    /// prefix and must never be mixed with what is written next.
+    pub fn needs_fork(&self) -> bool {
+        self.reach_lsn < self.history_lsn
+    }
+
+    /// The parent link for [`LineageMode::Fork`](crate::LineageMode): the base checkpoint.
+    /// `None` without a base.
+    pub fn fork_parent(&self) -> Option<crate::ParentLink> {
+        self.base.as_ref().map(|b| crate::ParentLink {
+            lineage: self.lineage,
+            version: b.version,
+            hash: b.manifest.signed().hash(),
+        })
+    }
+}
+
+impl crate::Checkpointer {
+    /// Makes the state a restore produced the start of this writer's forked lineage, so the
+    /// agent can go on writing from a point in the past: publishes the restored base files
+    /// (`state_dir`, exactly the base checkpoint's files; nothing is uploaded, the objects
+    /// exist) as the fork's first checkpoint, and ships the replayed records (base LSN through
+    /// the point reached, read from `wal`) as the fork's first batches, chained to the base.
+    /// Shipping then continues above the prefix's high-water mark: advance the WAL past
+    /// [`Checkpointer::high_water`](crate::Checkpointer::high_water) before appending.
+    ///
+    /// The writer must have been opened with `LineageMode::Fork(plan.fork_parent())` and have
+    /// published nothing yet ([`Error::NotForked`] otherwise).
+    pub async fn adopt_restore(
+        &self,
+        plan: &RestorePlan,
+        report: &RestoreReport,
+        state_dir: &Path,
+        wal: &finn_wal::Wal,
+    ) -> Result<crate::CheckpointReport, Error> {
+        let expected = plan.fork_parent();
+        {
+            let st = self.state.lock().await;
+            if expected.is_none() || st.head.is_some() || st.pending_parent != expected {
+                return Err(Error::NotForked);
+            }
+        }
+        let input = crate::CheckpointInput::from_dir(state_dir, report.base_lsn)?;
+        let published = self.checkpoint(input).await?;
+        let mut st = self.state.lock().await;
+        let mut prev = report.base_lsn;
+        let mut batch: Vec<finn_wal::Record> = Vec::new();
+        let max = self.options.ship_batch_records.max(1);
+        let mut records = wal.iter_from(report.base_lsn.next())?;
+        loop {
+            let next = records.next().transpose()?;
+            let done = next.as_ref().is_none_or(|r| r.lsn > report.reached_lsn);
+            if let Some(r) = next.filter(|r| r.lsn <= report.reached_lsn) {
+                batch.push(r);
+            }
+            if (done && !batch.is_empty()) || batch.len() >= max {
+                let first = batch[0].lsn;
+                let last = batch[batch.len() - 1].lsn;
+                let name = crate::BatchName {
+                    first,
+                    last,
+                    epoch: self.epoch(),
+                    lineage: st.lineage,
+                    level: 0,
+                };
+                let bytes = bytes::Bytes::from(ship::encode_batch(
+                    &name,
+                    prev,
+                    &batch,
+                    self.options.compression,
+                    &self.key,
+                )?);
+                let key = self.remote.key(&layout::batch_key(&name));
+                self.checked(&mut st).await?;
+                let put = self.remote.put_create(&key, bytes.clone()).await;
+                self.checked(&mut st).await?;
+                if !matches!(put, Ok(crate::remote::Created::Yes)) {
+                    let existing = self.remote.get(&key).await?;
+                    if existing.as_deref() != Some(&bytes[..]) {
+                        put?;
+                        return Err(Error::ShippedConflict { lsn: first });
+                    }
+                }
+                prev = last;
+                st.shipped = last;
+                batch.clear();
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(published)
+    }
 }

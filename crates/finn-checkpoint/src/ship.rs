@@ -470,7 +470,8 @@ pub(crate) async fn stream_shipped(
 /// Feeds records to `wal.append_replicated` in calls of at most about `chunk_bytes` encoded
 /// bytes (each call ends with an fdatasync). A call the WAL refuses as larger than a segment
 /// (nothing is written then: the call is atomic) is split in halves and retried, so any chunk
-/// size works with any segment size.
+/// size works with any segment size. A jump in LSNs (a fork continuing above the prefix's
+/// high-water mark) is carried over with `advance_to`.
 pub(crate) fn append_chunked(
     wal: &finn_wal::Wal,
     records: &[finn_wal::Record],
@@ -478,13 +479,19 @@ pub(crate) fn append_chunked(
 ) -> Result<(), Error> {
     let mut start = 0;
     let mut size = 0;
+    let mut expected = wal.last_lsn().next();
     for (i, r) in records.iter().enumerate() {
         let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + 64;
-        if i > start && size + len > chunk_bytes {
+        let jump = r.lsn > expected;
+        if i > start && (jump || size + len > chunk_bytes) {
             append_fitting(wal, &records[start..i])?;
             start = i;
             size = 0;
         }
+        if jump {
+            wal.advance_to(r.lsn)?;
+        }
+        expected = r.lsn.next();
         size += len;
     }
     if start < records.len() {

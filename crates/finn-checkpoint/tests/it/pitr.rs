@@ -382,3 +382,68 @@ async fn a_rejected_newer_checkpoint_is_passed_over_for_an_older_verified_one() 
         Err(Error::RestoreWalAhead { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_on_after_a_restore_to_the_past_forks_and_mixes_nothing() {
+    let b = util::local();
+    let key = util::key();
+    let w = write_history(util::remote(b.store.clone(), &b.prefix), key.clone(), 10).await;
+    let old_lineage = w.cp.lineage().await;
+    w.cp.renew().await.unwrap();
+    drop(w.cp);
+    let remote = util::remote(b.store.clone(), &b.prefix);
+    let reader = Reader::new(remote.clone(), Keyring::trusting(key.verifying_key()));
+    let point = Lsn::new(200);
+    let plan = reader
+        .plan_restore(RestoreTarget::Lsn(point))
+        .await
+        .unwrap();
+    assert!(plan.needs_fork());
+    let cp = Checkpointer::open(
+        remote.clone(),
+        key.clone(),
+        Keyring::new(),
+        util::opts(|o| {
+            o.takeover = finn_checkpoint::Takeover::Force;
+            o.lineage = finn_checkpoint::LineageMode::Fork(plan.fork_parent().unwrap());
+        }),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path().join("wal"), small_wal()).unwrap();
+    let state_dir = dir.path().join("state");
+    let report = reader
+        .restore(&plan, &state_dir, &wal, &RestoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.reached_lsn, point);
+    cp.adopt_restore(&plan, &report, &state_dir, &wal)
+        .await
+        .unwrap();
+    wal.advance_to(cp.high_water().await.lsn.next()).unwrap();
+    let mut expected = state_at(&w.history, point);
+    for i in 0..5u8 {
+        let lsn = wal
+            .append(NewRecord::put(Kind::State, format!("new{i}"), vec![i]))
+            .unwrap();
+        apply(&mut expected, &wal.read(lsn).unwrap().unwrap());
+    }
+    cp.ship_wal(&wal).await.unwrap();
+    assert_ne!(cp.lineage().await, old_lineage);
+
+    // The latest state is the past point plus what was written after it, nothing from the
+    // abandoned future.
+    let fresh = Reader::new(remote.clone(), Keyring::trusting(key.verifying_key()));
+    let (plan, _, state) =
+        restored(&fresh, RestoreTarget::Latest, &RestoreOptions::default()).await;
+    assert_eq!(plan.lineage, cp.lineage().await);
+    assert_eq!(state, expected);
+    // The old lineage is still there, whole.
+    let old = Reader::new(remote, Keyring::trusting(key.verifying_key())).with_lineage(old_lineage);
+    let last = w.history.last().unwrap().lsn;
+    let (_, report, state) =
+        restored(&old, RestoreTarget::Lsn(last), &RestoreOptions::default()).await;
+    assert_eq!(report.reached_lsn, last);
+    assert_eq!(state, state_at(&w.history, last));
+}
