@@ -149,3 +149,74 @@ async fn restore_to_the_middle_of_100k_records_reads_a_few_objects_after_compact
     assert_eq!(got.len() as u64, RECORDS + 10);
     assert_eq!(tail.wal_objects, 3);
 }
+
+/// Compaction deletes the objects a restore planned to read while it runs: the restore lists
+/// again and finishes with the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_racing_compaction_lists_again_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let store = FaultStore::new(local);
+    let remote = util::remote(Arc::new(store.clone()), "race");
+    let key = util::key();
+    let (wal, _) = Wal::open(dir.path().join("wal"), small_wal()).unwrap();
+    let cp = Checkpointer::open(
+        remote.clone(),
+        key.clone(),
+        Keyring::new(),
+        util::opts(|o| o.ship_batch_records = 100),
+    )
+    .await
+    .unwrap();
+    for i in 0..5_000u64 {
+        wal.append_with(
+            NewRecord::event(Kind::Audit, i.to_le_bytes().to_vec()),
+            finn_wal::Durability::None,
+        )
+        .unwrap();
+    }
+    wal.sync().unwrap();
+    cp.ship_wal(&wal).await.unwrap();
+    let history: Vec<Record> = wal
+        .iter_from(Lsn::new(1))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let reader = Reader::new(remote, Keyring::trusting(key.verifying_key()));
+    // The restore's first WAL download stalls until compaction has replaced every object.
+    store.inject(Fault::delay(Duration::from_millis(800)).on_keys_containing(".batch"));
+    let restore = {
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            let dir = tempfile::tempdir().unwrap();
+            let (wal, _) = Wal::open(dir.path().join("wal"), small_wal()).unwrap();
+            let report = reader
+                .restore_to(
+                    RestoreTarget::Latest,
+                    &dir.path().join("state"),
+                    &wal,
+                    &RestoreOptions::default().prefetch(1),
+                )
+                .await
+                .unwrap();
+            let records: Vec<Record> = wal
+                .iter_from(Lsn::new(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (report, records)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let compacted = cp.compact_wal(&policy()).await.unwrap();
+    assert!(compacted.deleted >= 50, "{compacted:?}");
+    let (report, records) = restore.await.unwrap();
+    assert_eq!(records, history);
+    assert_eq!(report.reached_lsn, Lsn::new(5_000));
+    assert!(
+        report.wal_objects < 50,
+        "the rest came from the merged objects after listing again ({} objects)",
+        report.wal_objects
+    );
+}
