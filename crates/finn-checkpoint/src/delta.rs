@@ -131,6 +131,18 @@ impl Reader {
         local: &Path,
         parallelism: usize,
     ) -> Result<FetchReport, Error> {
+        self.fetch_files_delta_counted(manifest, dir, local, parallelism, None)
+            .await
+    }
+
+    pub(crate) async fn fetch_files_delta_counted(
+        &self,
+        manifest: &Manifest,
+        dir: &Path,
+        local: &Path,
+        parallelism: usize,
+        progress: Option<&crate::RestoreProgress>,
+    ) -> Result<FetchReport, Error> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let in_place = match (dir.canonicalize(), local.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
@@ -190,6 +202,9 @@ impl Reader {
             report.files += 1;
             report.bytes += size;
             report.downloaded += downloaded;
+            if let Some(p) = progress {
+                p.file_done(size);
+            }
             if reused {
                 report.reused_files += 1;
                 report.reused_bytes += size;

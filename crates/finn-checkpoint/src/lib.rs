@@ -174,7 +174,8 @@ pub use manifest::{
 };
 pub use path::{CheckpointPath, MAX_PATH_LEN, PathDefect};
 pub use pitr::{
-    PlannedBase, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget, SkippedCheckpoint,
+    PlannedBase, RestoreOptions, RestorePlan, RestoreProgress, RestoreReport, RestoreTarget,
+    SkippedCheckpoint,
 };
 pub use read::{ChainCheck, FetchReport, Reader, VerifiedManifest, VersionEntry};
 pub use remote::{DEFAULT_TIMEOUT, Remote, RemoteOptions, default_breaker};

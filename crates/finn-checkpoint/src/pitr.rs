@@ -71,6 +71,57 @@ pub struct RestoreOptions {
     /// whose size and BLAKE3 match the base checkpoint are copied (or, if it is the restore
     /// directory itself, kept) instead of downloaded. Default: none.
     pub reuse_local: Option<PathBuf>,
+    /// Counters the restore advances as it goes, for progress bars. Default: none.
+    pub progress: Option<std::sync::Arc<RestoreProgress>>,
+}
+
+/// How far a running restore is: updated as files and WAL objects complete; read from any
+/// thread (e.g. to drive a progress bar). Compare with the plan's totals.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    files: std::sync::atomic::AtomicU64,
+    file_bytes: std::sync::atomic::AtomicU64,
+    wal_objects: std::sync::atomic::AtomicU64,
+    records: std::sync::atomic::AtomicU64,
+}
+
+impl RestoreProgress {
+    /// New counters at zero.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::default()
+    }
+
+    /// Files written so far.
+    pub fn files(&self) -> u64 {
+        self.files.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Their content bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// WAL objects replayed so far.
+    pub fn wal_objects(&self) -> u64 {
+        self.wal_objects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records replayed so far.
+    pub fn records(&self) -> u64 {
+        self.records.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn file_done(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.files.fetch_add(1, Relaxed);
+        self.file_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn records_done(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.wal_objects.fetch_add(1, Relaxed);
+        self.records.fetch_add(n, Relaxed);
+    }
 }
 
 impl Default for RestoreOptions {
@@ -80,6 +131,7 @@ impl Default for RestoreOptions {
             prefetch: DEFAULT_PREFETCH,
             chunk_bytes: 4 << 20,
             reuse_local: None,
+            progress: None,
         }
     }
 }
@@ -94,6 +146,12 @@ impl RestoreOptions {
     /// Sets [`RestoreOptions::parallelism`].
     pub fn parallelism(mut self, n: usize) -> Self {
         self.parallelism = n.max(1);
+        self
+    }
+
+    /// Sets [`RestoreOptions::progress`].
+    pub fn progress(mut self, progress: std::sync::Arc<RestoreProgress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -476,13 +534,20 @@ impl Reader {
                     ..Default::default()
                 });
             }
+            let progress = options.progress.clone();
             stream_shipped(
                 self,
                 plan.lineage,
                 after,
                 stop,
                 options.prefetch,
-                |records| ship::append_chunked(wal, &records, chunk),
+                |records| {
+                    ship::append_chunked(wal, &records, chunk)?;
+                    if let Some(p) = &progress {
+                        p.records_done(records.len() as u64);
+                    }
+                    Ok(())
+                },
             )
             .await
         };
@@ -535,6 +600,7 @@ impl Reader {
         let dir = dir.to_path_buf();
         let reuse = options.reuse_local.clone();
         let parallelism = options.parallelism;
+        let progress = options.progress.clone();
         let task = ship::Spawned(tokio::spawn(async move {
             let Some(m) = manifest else {
                 std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -546,10 +612,20 @@ impl Reader {
             match reuse {
                 Some(local) => {
                     reader
-                        .fetch_files_delta(&m, &dir, &local, parallelism)
+                        .fetch_files_delta_counted(
+                            &m,
+                            &dir,
+                            &local,
+                            parallelism,
+                            progress.as_deref(),
+                        )
                         .await
                 }
-                None => reader.fetch_files(&m, &dir, parallelism).await,
+                None => {
+                    reader
+                        .fetch_files_counted(&m, &dir, parallelism, progress.as_deref())
+                        .await
+                }
             }
         }));
         async move {

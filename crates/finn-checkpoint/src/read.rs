@@ -415,6 +415,17 @@ impl Reader {
         dir: &Path,
         parallelism: usize,
     ) -> Result<FetchReport, Error> {
+        self.fetch_files_counted(manifest, dir, parallelism, None)
+            .await
+    }
+
+    pub(crate) async fn fetch_files_counted(
+        &self,
+        manifest: &Manifest,
+        dir: &Path,
+        parallelism: usize,
+        progress: Option<&crate::RestoreProgress>,
+    ) -> Result<FetchReport, Error> {
         use futures::StreamExt;
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -445,6 +456,9 @@ impl Reader {
             report.files += 1;
             report.bytes += size;
             report.downloaded += downloaded;
+            if let Some(p) = progress {
+                p.file_done(size);
+            }
         }
         Ok(report)
     }

@@ -202,8 +202,14 @@ async fn twenty_random_points(store: Arc<dyn ObjectStore>, prefix: &str) {
                 .map_or(Lsn::ZERO, |r| r.lsn);
             (RestoreTarget::Time(t), n)
         };
-        let options = RestoreOptions::default().prefetch(1 + (i % 4) as usize);
+        let progress = finn_checkpoint::RestoreProgress::new();
+        let options = RestoreOptions::default()
+            .prefetch(1 + (i % 4) as usize)
+            .progress(progress.clone());
         let (plan, report, state) = restored(&reader, target, &options).await;
+        assert_eq!(progress.records(), report.records);
+        assert_eq!(progress.wal_objects() as usize, report.wal_objects);
+        assert_eq!(progress.files() as usize, report.files.files);
         // The base: the newest checkpoint at or before the target, not the newest one.
         let base = w
             .checkpoints
