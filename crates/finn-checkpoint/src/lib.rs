@@ -80,6 +80,21 @@
 //! - **Garbage collection.** [`Checkpointer::gc`] removes stale intents (10 min), manifests beyond
 //!   retention (last N), fenced-off debris, and unreferenced objects after a grace period; it
 //!   never removes an object a retained manifest or a live intent names.
+//! - **Retention operators can trust.** [`Checkpointer::retention`] applies a
+//!   [`RetentionPolicy`] (count and age by signed creation time, pins, a point-in-time window
+//!   for shipped WAL), never cuts what a kept checkpoint needs, leaves signed tombstones for
+//!   manifests removed between kept ones, and looks every deleted key up again (stores that
+//!   acknowledge deletes and keep the objects are reported). Dry run: [`Reader::plan_retention`].
+//! - **Continuous verification.** [`Reader::validate`] checks the whole remote (manifests and
+//!   chain links, every object's existence and size, content of new objects plus a random sample,
+//!   shipped WAL signatures, gaps and overlaps), incrementally through a local
+//!   [`remote_index::RemoteIndex`]; [`Reader::restore_drill`] restores into a scratch directory
+//!   and compares with the live WAL ("restorable as of T"); [`heartbeat::Heartbeat`] pings a
+//!   dead man's switch only after a verified sync.
+//! - **Request-cost discipline.** The steady-state sync (ship + checkpoint) makes no LIST: the
+//!   lease is checked with HEADs of the next epoch's objects and versions come from the writer's
+//!   own high-water mark; [`Remote::requests`] counts requests by operation; [`UploadLimits`]
+//!   bounds concurrent uploads and bandwidth (Cloudflare R2's limit is built in).
 //!
 //! # What it does not do
 //! - Encrypt: the manifest has an encryption key id field (empty) so it can be added without a
@@ -106,6 +121,7 @@
 //! ```text
 //! objects/{hash[0..2]}/{blake3}.{raw|zst}              file content, immutable
 //! manifests/{version:020}.manifest                     signed manifests (PutMode::Create)
+//! manifests/{version:020}.deleted                      signed tombstones (retention)
 //! intents/{ulid}.json                                  checkpoints in flight
 //! lease/{epoch:020}.{lease|renewed|seal}               fencing
 //! wal/{lineage}/{first:020}-{last:020}-{epoch:020}.batch   shipped WAL
@@ -116,7 +132,7 @@
 //!
 //! # Testing other crates
 //! [`fault::FaultStore`] wraps any store, counts operations by kind and fails, hangs, delays or
-//! "loses the answer of" the k-th one.
+//! "loses the answer of" the k-th one; it can also hide objects and "forget" deletes.
 //!
 //! # Minimum supported Rust version
 //! The workspace `rust-version` (1.89).
