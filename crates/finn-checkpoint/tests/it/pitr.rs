@@ -346,6 +346,7 @@ async fn a_rejected_newer_checkpoint_is_passed_over_for_an_older_verified_one() 
     );
     assert_eq!(plan.skipped.len(), 1);
     assert_eq!(plan.skipped[0].version, w.checkpoints[1].0);
+    assert!(!plan.needs_fork(), "the latest point continues its lineage");
     let last = w.history.last().unwrap().lsn;
     assert_eq!(report.reached_lsn, last);
     assert_eq!(state, state_at(&w.history, last), "more replay, same state");
