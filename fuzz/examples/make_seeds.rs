@@ -29,8 +29,10 @@ fn main() {
         ..Options::default()
     };
     let (wal, _) = Wal::open(tmp.path(), opts).unwrap();
-    wal.append(NewRecord::put(Kind::Memory, "k1", b"v1".to_vec())).unwrap();
-    wal.append(NewRecord::event(Kind::Session, b"hello".to_vec())).unwrap();
+    wal.append(NewRecord::put(Kind::Memory, "k1", b"v1".to_vec()))
+        .unwrap();
+    wal.append(NewRecord::event(Kind::Session, b"hello".to_vec()))
+        .unwrap();
     wal.append(NewRecord::delete(Kind::Memory, "k1")).unwrap();
     wal.append_batch(
         vec![
@@ -54,7 +56,11 @@ fn main() {
     segs.sort();
     let seg = std::fs::read(&segs[0]).unwrap();
     put(&seeds.join("wal_segment"), "clean", &seg);
-    put(&seeds.join("wal_segment"), "torn-tail", &seg[..seg.len() - 5]);
+    put(
+        &seeds.join("wal_segment"),
+        "torn-tail",
+        &seg[..seg.len() - 5],
+    );
 
     // Shipped batches.
     let batch = finn_wal::batch::encode_records(&records);
@@ -91,7 +97,11 @@ fn main() {
         metadata: [("agent".to_owned(), "fuzz".to_owned())].into(),
         files,
     };
-    put(&seeds.join("manifest"), "signed", manifest.sign(&key).bytes());
+    put(
+        &seeds.join("manifest"),
+        "signed",
+        manifest.sign(&key).bytes(),
+    );
     put(&seeds.join("manifest"), "path", b"identity/BEAUVOIR.md");
 
     put(

@@ -77,11 +77,17 @@ pub fn wal_segment(data: &[u8]) {
         };
         let (wal, report) = Wal::open(&dir, wal_options(RecoveryMode::AbsoluteConsistency))
             .expect("a WAL that opened once reopens strictly");
-        assert!(report.repairs.is_empty(), "second open repaired again: {report:?}");
+        assert!(
+            report.repairs.is_empty(),
+            "second open repaired again: {report:?}"
+        );
         let again = records(&wal);
         assert_eq!(first, again, "recovery is not idempotent");
         let lsn = wal
-            .append(finn_wal::NewRecord::event(finn_wal::Kind::Audit, b"probe".to_vec()))
+            .append(finn_wal::NewRecord::event(
+                finn_wal::Kind::Audit,
+                b"probe".to_vec(),
+            ))
             .expect("append after recovery");
         assert!(again.last().is_none_or(|r| r.lsn < lsn), "LSN reused");
     }
@@ -96,9 +102,8 @@ pub fn wal_segment(data: &[u8]) {
 pub fn wal_batch(data: &[u8]) {
     let check = |bytes: &[u8]| {
         if let Ok(records) = finn_wal::batch::decode_records(bytes) {
-            let again =
-                finn_wal::batch::decode_records(&finn_wal::batch::encode_records(&records))
-                    .expect("re-encoded batch decodes");
+            let again = finn_wal::batch::decode_records(&finn_wal::batch::encode_records(&records))
+                .expect("re-encoded batch decodes");
             assert_eq!(records, again);
         }
     };
@@ -152,7 +157,9 @@ pub fn manifest(data: &[u8]) {
     if let Ok(path) = finn_checkpoint::CheckpointPath::new(String::from_utf8_lossy(data)) {
         let root = std::path::Path::new("/state");
         let joined = path.under(root);
-        let rest = joined.strip_prefix(root).expect("a checkpoint path stays under its root");
+        let rest = joined
+            .strip_prefix(root)
+            .expect("a checkpoint path stays under its root");
         assert!(
             rest.components()
                 .all(|c| matches!(c, std::path::Component::Normal(_))),
