@@ -132,3 +132,72 @@ async fn records_become_remote_durable_on_request_and_within_the_rpo() {
         Err(Error::ShipperStopped) | Err(Error::NotShipped { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipper_compacts_what_it_shipped() {
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let remote = util::remote(store, "compacting");
+    let key = util::key();
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path().join("wal"), small_wal()).unwrap();
+    let wal = Arc::new(wal);
+    let cp = Arc::new(
+        Checkpointer::open(
+            remote.clone(),
+            key.clone(),
+            Keyring::new(),
+            util::opts(|_| {}),
+        )
+        .await
+        .unwrap(),
+    );
+    let policy = finn_checkpoint::LevelPolicy::new(vec![finn_checkpoint::LevelSpec::new(
+        Duration::ZERO,
+        1_000,
+        1 << 30,
+    )])
+    .close_open_windows(true);
+    let shipper = Shipper::for_checkpointer(
+        cp.clone(),
+        wal.clone(),
+        Some(policy),
+        ShipperOptions::default()
+            .rpo(Duration::from_millis(5))
+            .compact_every(Duration::from_millis(20)),
+    )
+    .await;
+    let mut last = Lsn::ZERO;
+    for round in 0..10u8 {
+        for i in 0..10u8 {
+            last = wal
+                .append(NewRecord::event(Kind::Audit, vec![round, i]))
+                .unwrap();
+        }
+        shipper.await_shipped(last).await.unwrap();
+    }
+    let reader = Reader::new(remote, Keyring::trusting(key.verifying_key()));
+    let lineage = cp.lineage().await;
+    let mut waited = 0;
+    while reader
+        .wal_objects(lineage)
+        .await
+        .unwrap()
+        .iter()
+        .any(|o| o.name.level == 0)
+        && waited < 500
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let objects = reader.wal_objects(lineage).await.unwrap();
+    assert!(objects.iter().all(|o| o.name.level == 1), "{objects:?}");
+    assert_eq!(
+        reader
+            .shipped_after(lineage, Lsn::ZERO)
+            .await
+            .unwrap()
+            .len() as u64,
+        last.get()
+    );
+    shipper.shutdown().await.unwrap();
+}
