@@ -28,6 +28,8 @@ pub struct GcReport {
     pub deleted_intents: usize,
     /// Unreferenced objects deleted.
     pub deleted_objects: usize,
+    /// Stored bytes of the unreferenced objects deleted.
+    pub deleted_object_bytes: u64,
     /// Unreferenced objects kept because they are younger than the grace period.
     pub young_objects: usize,
     /// Shipped WAL batches deleted (before every retained checkpoint of their lineage, or fenced).
@@ -152,6 +154,7 @@ impl Checkpointer {
             }
             remote.delete(&meta.location).await?;
             report.deleted_objects += 1;
+            report.deleted_object_bytes += meta.size;
         }
 
         // Shipped WAL: a batch is needed while some retained checkpoint of its lineage (or no
