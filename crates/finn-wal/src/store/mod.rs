@@ -14,11 +14,13 @@
 //! On top of a backend:
 //!
 //! * [`txn::StateDir`]: begin / write / delete / mkdir / savepoints / commit / rollback on a
-//!   directory of files. Commit is one durable batch holding every operation (the intent), then
-//!   the files are applied (temp file, fdatasync, rename, directory fsync) and the intent is
-//!   retired. Opening re-applies any committed intent not yet retired, so after a crash at any
-//!   point every file of a transaction holds its old version or (once reopened) its new one,
-//!   never a mix across the transaction. Uncommitted transactions never reach the log.
+//!   directory of files. Commit is one durable batch holding every operation (the intent, the
+//!   commit point), then the files are swapped into place without an fsync; a checkpoint every
+//!   [`txn::TxnOptions::checkpoint_every`] commits syncs the touched files and directories and
+//!   only then retires their intents. Opening rewrites every file of every intent not retired,
+//!   so after a crash or power loss at any point every file of a transaction holds its old
+//!   version or (once reopened) its new one, never a mix across the transaction. Uncommitted
+//!   transactions never reach the log.
 //! * [`journal::Journals`]: many named streams (one per actor or session), with append, read
 //!   range, snapshot (state + cursor), trim, delete, and automatic snapshot + trim every
 //!   [`journal::JournalOptions::snapshot_every`] entries (default 100); restore is the latest
@@ -373,19 +375,17 @@ impl WalBackend {
             if r.kind != Kind::State {
                 continue;
             }
-            let Some(key) = r
-                .key
-                .as_deref()
-                .and_then(|k| k.strip_prefix(prefix.as_str()))
-            else {
+            let Some(mut key) = r.key.filter(|k| k.starts_with(prefix.as_str())) else {
                 continue;
             };
+            // Reuse the record's allocation for the view's key.
+            key.drain(..prefix.len());
             match r.op {
                 Op::Put => {
-                    map.insert(key.to_owned(), r.payload);
+                    map.insert(key, r.payload);
                 }
                 Op::Delete => {
-                    map.remove(key);
+                    map.remove(&key);
                 }
                 Op::Event => {}
             }

@@ -1,21 +1,28 @@
 //! Transactions on a directory of files: stage writes, deletes and directory creations, commit
 //! them as one durable batch (the intent), then apply them to the files.
 //!
-//! Crash safety comes from the order of effects:
+//! The intent in the log is the commit point; the files are a materialized view of it, made
+//! durable lazily, the way a database flushes data pages at checkpoints rather than per commit:
 //!
 //! 1. `commit` writes every operation of the transaction to the backend in one atomic, durable
-//!    batch under `<scope>/op/<txid>/<n>`. Before that point nothing on disk changed; a crash
-//!    loses the uncommitted transaction and nothing else.
-//! 2. Each file is written to a temp file in its directory, fdatasynced and renamed over its
-//!    target; each touched directory is then fsynced once.
-//! 3. The intent is retired in one batch (its op keys deleted, `<scope>/applied` set to the
-//!    txid). This batch is relaxed: the next durable commit covers it, and if it is lost the
-//!    intent is simply applied again, which is idempotent.
+//!    batch under `<scope>/op/<txid>/<n>` (one fdatasync). Before that point nothing on disk
+//!    changed; a crash loses the uncommitted transaction and nothing else.
+//! 2. Each file is written to a temp file in its directory and renamed over its target, without
+//!    an fsync: the new contents are visible at once, and the transaction is durable through its
+//!    intent.
+//! 3. A *checkpoint* ([`TxnOptions::checkpoint_every`] transactions or
+//!    [`TxnOptions::checkpoint_bytes`] of intents after the last one, or [`StateDir::checkpoint`])
+//!    fdatasyncs every file touched since the last checkpoint and fsyncs every changed directory,
+//!    and only then retires those intents in one batch (op keys deleted, `<scope>/applied` set).
+//!    That batch is relaxed: if it is lost, the intents are applied again, which is idempotent.
 //!
-//! [`StateDir::open`] finishes step 2 and 3 for every intent left by a crash (in txid order) and
-//! removes stray temp files, so once opened every file of every transaction holds its new
-//! version, or (for a transaction whose commit was not acknowledged and did not reach the log)
-//! its old one.
+//! [`StateDir::open`] re-applies every intent not retired, in txid order, by rewriting every file
+//! it names from the log (it never trusts what is on disk: after a power loss a renamed but
+//! unsynced file may be empty or stale), checkpoints, and removes stray temp files. So after a
+//! crash or power loss at any point, opening leaves every file of every acknowledged
+//! transaction at its new version; a transaction whose commit did not reach the log leaves its
+//! old one. Between a power loss and that open, a reader bypassing [`StateDir`] may see files of
+//! uncheckpointed transactions at their old, new or truncated contents.
 //!
 //! ```
 //! use finn_wal::store::{MemoryBackend, txn::StateDir};
@@ -30,6 +37,7 @@
 //! t.commit()?;
 //! assert_eq!(state.read("notes/today.md")?, Some(b"# plan".to_vec()));
 //! assert_eq!(state.read("scratch")?, None);
+//! state.checkpoint()?;              // files durable, intent retired
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -77,10 +85,51 @@ impl FileOp {
     }
 }
 
+/// When a [`StateDir`] checkpoints (syncs the files of applied transactions and retires their
+/// intents). Every field has a documented default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TxnOptions {
+    /// Checkpoint once this many committed transactions wait. `1` syncs the files on every
+    /// commit (the commit then also waits for its files). Default: 32.
+    pub checkpoint_every: u32,
+    /// Checkpoint once the waiting transactions' intents hold this many bytes, which bounds what
+    /// the in-memory view holds and what a reopen re-applies. Default: 4 MiB.
+    pub checkpoint_bytes: u64,
+}
+
+/// Default [`TxnOptions::checkpoint_every`].
+pub const DEFAULT_CHECKPOINT_EVERY: u32 = 32;
+/// Default [`TxnOptions::checkpoint_bytes`].
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = 4 << 20;
+
+impl Default for TxnOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+        }
+    }
+}
+
+impl TxnOptions {
+    /// Sets [`checkpoint_every`](Self::checkpoint_every) (at least 1).
+    pub fn checkpoint_every(mut self, n: u32) -> Self {
+        self.checkpoint_every = n.max(1);
+        self
+    }
+
+    /// Sets [`checkpoint_bytes`](Self::checkpoint_bytes).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+}
+
 /// What opening found and finished.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxnRecovery {
-    /// Committed transactions whose files were (re)applied, in order.
+    /// Committed transactions whose files were rewritten from their intents, in order.
     pub reapplied: Vec<u64>,
     /// Stray temp files of interrupted applies that were removed.
     pub temp_files_removed: usize,
@@ -93,12 +142,28 @@ pub struct Committed {
     pub txid: u64,
     /// Operations applied.
     pub ops: usize,
+    /// Whether this commit also ran a checkpoint (its files, and those of every earlier
+    /// transaction, are durable on disk and the intents retired).
+    pub checkpointed: bool,
+}
+
+/// Transactions applied to the files but not yet checkpointed.
+#[derive(Debug, Default)]
+struct Unsynced {
+    /// `(txid, number of op keys)` in commit order.
+    txns: Vec<(u64, usize)>,
+    intent_bytes: u64,
+    /// Files renamed into place since the last checkpoint.
+    files: BTreeSet<PathBuf>,
+    /// Directories whose entries changed since the last checkpoint.
+    dirs: BTreeSet<PathBuf>,
 }
 
 #[derive(Debug)]
 struct Inner {
     next_txid: u64,
     poisoned: bool,
+    unsynced: Unsynced,
 }
 
 /// A directory of files changed only through transactions.
@@ -107,6 +172,7 @@ pub struct StateDir<B: Backend> {
     root: PathBuf,
     backend: B,
     scope: String,
+    options: TxnOptions,
     inner: Mutex<Inner>,
 }
 
@@ -118,16 +184,32 @@ impl<B: Backend> StateDir<B> {
         backend: B,
         scope: &str,
     ) -> Result<(Self, TxnRecovery), StoreError> {
+        Self::open_with(root, backend, scope, TxnOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit checkpoint thresholds.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        backend: B,
+        scope: &str,
+        options: TxnOptions,
+    ) -> Result<(Self, TxnRecovery), StoreError> {
         validate_segment("scope", scope)?;
         let root = root.as_ref().to_path_buf();
-        create_dirs(&root, &mut BTreeSet::new())?;
+        let mut unsynced = Unsynced::default();
+        create_dirs(&root, &mut unsynced.dirs)?;
         let dir = StateDir {
             root,
             backend,
             scope: scope.to_owned(),
+            options: TxnOptions {
+                checkpoint_every: options.checkpoint_every.max(1),
+                ..options
+            },
             inner: Mutex::new(Inner {
                 next_txid: 1,
                 poisoned: false,
+                unsynced,
             }),
         };
         let mut report = TxnRecovery {
@@ -138,18 +220,22 @@ impl<B: Backend> StateDir<B> {
             Some(bytes) => decode::<u64>("applied txid", &bytes)?,
             None => 0,
         };
-        let pending = dir.pending()?;
+        let mut inner = dir.lock();
         let mut next = applied + 1;
-        for (txid, ops) in pending {
-            dir.apply(txid, &ops)?;
-            dir.retire(txid, ops.len())?;
+        for (txid, ops) in dir.pending()? {
+            // Rewrite every file from the intent: what is on disk may be stale or truncated.
+            dir.apply(txid, &ops, &mut inner.unsynced)?;
+            inner.unsynced.txns.push((txid, ops.len()));
             report.reapplied.push(txid);
             next = next.max(txid + 1);
         }
+        // Also makes the root's creation durable on a first open.
+        dir.checkpoint_locked(&mut inner)?;
+        inner.next_txid = next;
+        drop(inner);
         if !report.reapplied.is_empty() {
             tracing::info!(scope, txids = ?report.reapplied, "re-applied committed transactions");
         }
-        dir.lock().next_txid = next;
         Ok((dir, report))
     }
 
@@ -174,6 +260,25 @@ impl<B: Backend> StateDir<B> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path: full, source }),
         }
+    }
+
+    /// Makes the files of every committed transaction durable on disk and retires their
+    /// intents; returns how many transactions it retired. Commits do this on their own by
+    /// [`TxnOptions`]; call it before handing the directory to something that reads the files
+    /// without opening the `StateDir` (a backup, another program).
+    pub fn checkpoint(&self) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        if inner.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let n = inner.unsynced.txns.len();
+        self.checkpoint_locked(&mut inner)?;
+        Ok(n)
+    }
+
+    /// Committed transactions whose files are not yet known durable (their intents are).
+    pub fn unsynced(&self) -> usize {
+        self.lock().unsynced.txns.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -218,52 +323,111 @@ impl<B: Backend> StateDir<B> {
             return Err(StoreError::Poisoned);
         }
         if ops.is_empty() {
-            return Ok(Committed { txid: 0, ops: 0 });
+            return Ok(Committed {
+                txid: 0,
+                ops: 0,
+                checkpointed: false,
+            });
         }
         let txid = inner.next_txid;
         let mut batch = Vec::with_capacity(ops.len());
+        let mut bytes = 0u64;
         for (n, op) in ops.iter().enumerate() {
-            batch.push(Mutation::Put(self.op_key(txid, n), encode("file op", op)?));
+            let key = self.op_key(txid, n);
+            let value = encode("file op", op)?;
+            bytes += (key.len() + value.len()) as u64;
+            batch.push(Mutation::Put(key, value));
         }
         self.backend.commit(batch)?;
         inner.next_txid += 1;
         // The intent is durable: from here a failure must not be retried in-process (a failed
         // fsync's outcome is unknown); reopening re-applies the intent from the log.
-        if let Err(e) = self
-            .apply(txid, &ops)
-            .and_then(|()| self.retire(txid, ops.len()))
-        {
-            inner.poisoned = true;
-            return Err(e);
+        let result = (|| {
+            self.apply(txid, &ops, &mut inner.unsynced)?;
+            inner.unsynced.txns.push((txid, ops.len()));
+            inner.unsynced.intent_bytes += bytes;
+            let due = inner.unsynced.txns.len() >= self.options.checkpoint_every as usize
+                || inner.unsynced.intent_bytes >= self.options.checkpoint_bytes;
+            if due {
+                self.checkpoint_locked(&mut inner)?;
+            }
+            Ok(due)
+        })();
+        match result {
+            Ok(checkpointed) => Ok(Committed {
+                txid,
+                ops: ops.len(),
+                checkpointed,
+            }),
+            Err(e) => {
+                inner.poisoned = true;
+                Err(e)
+            }
         }
-        Ok(Committed {
-            txid,
-            ops: ops.len(),
-        })
     }
 
-    fn retire(&self, txid: u64, ops: usize) -> Result<(), StoreError> {
-        let mut batch: Vec<Mutation> = (0..ops)
-            .map(|n| Mutation::Delete(self.op_key(txid, n)))
-            .collect();
+    /// Syncs every file and directory the unsynced transactions touched, then retires them.
+    /// The caller poisons the store on failure.
+    fn checkpoint_locked(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        let u = &mut inner.unsynced;
+        for f in &u.files {
+            match std::fs::File::open(f) {
+                // A later transaction may have replaced the file by a directory.
+                Ok(file) => file.sync_data().map_err(io(f))?,
+                // Deleted by a later transaction: the directory sync covers it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: f.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        for d in &u.dirs {
+            match sync_dir(d) {
+                Ok(()) => {}
+                // Removed by a later transaction: its parent is in the set too.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: d.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        u.files.clear();
+        u.dirs.clear();
+        let Some(&(last, _)) = u.txns.last() else {
+            return Ok(());
+        };
+        // Only now, with the files durable, may the intents go.
+        let mut batch: Vec<Mutation> = Vec::new();
+        for &(txid, ops) in &u.txns {
+            batch.extend((0..ops).map(|n| Mutation::Delete(self.op_key(txid, n))));
+        }
         batch.push(Mutation::Put(
             self.applied_key(),
-            encode("applied txid", &txid)?,
+            encode("applied txid", &last)?,
         ));
-        self.backend.commit_relaxed(batch)
+        self.backend.commit_relaxed(batch)?;
+        u.txns.clear();
+        u.intent_bytes = 0;
+        Ok(())
     }
 
-    fn apply(&self, txid: u64, ops: &[FileOp]) -> Result<(), StoreError> {
-        let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
+    fn apply(&self, txid: u64, ops: &[FileOp], u: &mut Unsynced) -> Result<(), StoreError> {
         for op in ops {
             let rel = checked_path(op.path())?;
             let full = self.root.join(&rel);
             let parent = full.parent().unwrap_or(&self.root).to_path_buf();
             match op {
                 FileOp::Write { bytes, .. } => {
-                    create_dirs(&parent, &mut dirty)?;
+                    create_dirs(&parent, &mut u.dirs)?;
                     write_replace(&full, &parent, txid, bytes)?;
-                    dirty.insert(parent);
+                    u.files.insert(full);
+                    u.dirs.insert(parent);
                 }
                 FileOp::Delete { .. } => {
                     let result = match std::fs::symlink_metadata(&full) {
@@ -273,20 +437,15 @@ impl<B: Backend> StateDir<B> {
                     };
                     match result {
                         Ok(()) => {
-                            dirty.insert(parent);
+                            u.files.remove(&full);
+                            u.dirs.insert(parent);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(source) => return Err(StoreError::Io { path: full, source }),
                     }
                 }
-                FileOp::Mkdir { .. } => create_dirs(&full, &mut dirty)?,
+                FileOp::Mkdir { .. } => create_dirs(&full, &mut u.dirs)?,
             }
-        }
-        for d in &dirty {
-            sync_dir(d).map_err(|source| StoreError::Io {
-                path: d.clone(),
-                source,
-            })?;
         }
         Ok(())
     }
@@ -423,7 +582,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Creates `dir` and missing parents, recording each parent whose entries changed.
+/// Creates `dir` and missing parents, recording each directory whose entries changed (synced
+/// at the next checkpoint, before any intent that relies on them is retired).
 fn create_dirs(dir: &Path, dirty: &mut BTreeSet<PathBuf>) -> Result<(), StoreError> {
     if dir.is_dir() {
         return Ok(());
@@ -442,13 +602,13 @@ fn create_dirs(dir: &Path, dirty: &mut BTreeSet<PathBuf>) -> Result<(), StoreErr
         }
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        // Made durable now: a file renamed into `dir` is only reachable if `dir` is.
-        sync_dir(parent).map_err(io(parent))?;
         dirty.insert(parent.to_path_buf());
     }
     Ok(())
 }
 
+/// Writes `bytes` to a temp file beside `target` and swaps it into place: readers see the old
+/// or the new contents, never a partial write. No fsync here; the checkpoint syncs.
 fn write_replace(target: &Path, parent: &Path, txid: u64, bytes: &[u8]) -> Result<(), StoreError> {
     let name = target
         .file_name()
@@ -462,9 +622,8 @@ fn write_replace(target: &Path, parent: &Path, txid: u64, bytes: &[u8]) -> Resul
             .truncate(true)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
         drop(f);
-        std::fs::rename(&tmp, target)
+        replace(&tmp, target)
     })();
     if let Err(source) = result {
         let _ = std::fs::remove_file(&tmp);
@@ -474,6 +633,38 @@ fn write_replace(target: &Path, parent: &Path, txid: u64, bytes: &[u8]) -> Resul
         });
     }
     Ok(())
+}
+
+/// Moves `tmp` over `target` atomically.
+///
+/// On Linux an existing target is exchanged with `tmp` (`renameat2(RENAME_EXCHANGE)`) and the
+/// old contents, now under the temp name, unlinked. A plain rename over an existing file makes
+/// ext4 (`auto_da_alloc`) start writeback of the new file inside the rename, about 1 ms per
+/// file on a busy disk, for nothing: the checkpoint syncs the file anyway. A crash between the
+/// exchange and the unlink leaves a temp file that [`StateDir::open`] removes.
+fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        use rustix::io::Errno;
+        match renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                return match std::fs::remove_file(tmp) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // The target was a directory (a plain rename would have refused it):
+                        // swap back and report.
+                        let _ = renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE);
+                        Err(e)
+                    }
+                };
+            }
+            // No target yet (a plain rename is cheap then), or a file system without exchange.
+            Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::rename(tmp, target)
 }
 
 fn remove_temp_files(root: &Path) -> Result<usize, StoreError> {
@@ -539,5 +730,35 @@ mod tests {
         t.commit().unwrap();
         assert_eq!(s.read("a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.read("b").unwrap(), None);
+    }
+
+    #[test]
+    fn replacing_swaps_files_and_refuses_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = StateDir::open(dir.path(), MemoryBackend::new(), "t").unwrap();
+        for v in [b"1", b"2"] {
+            let mut t = s.begin();
+            t.write("f", v.to_vec()).unwrap();
+            t.commit().unwrap();
+            assert_eq!(s.read("f").unwrap(), Some(v.to_vec()));
+        }
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/inside"), b"keep").unwrap();
+        let mut t = s.begin();
+        t.write("d", b"file".to_vec()).unwrap();
+        assert!(matches!(t.commit(), Err(StoreError::Io { .. })));
+        assert_eq!(std::fs::read(dir.path().join("d/inside")).unwrap(), b"keep");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            "temp file left: {names:?}"
+        );
+        // The intent is durable but could not be applied: the store refuses further commits.
+        let mut t = s.begin();
+        t.write("g", b"x".to_vec()).unwrap();
+        assert!(matches!(t.commit(), Err(StoreError::Poisoned)));
     }
 }

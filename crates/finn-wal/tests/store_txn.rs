@@ -1,0 +1,136 @@
+//! State-directory transactions between commit and checkpoint: the intent in the WAL is the
+//! commit point, the files are rewritten from it on open whatever they hold, and intents are
+//! retired only by a checkpoint that synced the files first.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use finn_wal::store::WalBackend;
+use finn_wal::store::txn::{StateDir, TxnOptions};
+use finn_wal::{Options, Wal};
+
+fn backend(dir: &Path) -> WalBackend {
+    let (wal, _) = Wal::open(dir.join("wal"), Options::default()).unwrap();
+    WalBackend::open(Arc::new(wal), "txn").unwrap()
+}
+
+fn lazy() -> TxnOptions {
+    TxnOptions::default().checkpoint_every(1000)
+}
+
+fn files(dir: &Path) -> std::path::PathBuf {
+    dir.join("files")
+}
+
+/// Three transactions over the same files, none checkpointed.
+fn commit_three(state: &StateDir<WalBackend>) {
+    for g in 1..=3u8 {
+        let mut t = state.begin();
+        t.write("a", vec![g; 100]).unwrap();
+        t.write("sub/b", vec![g + 10; 5000]).unwrap();
+        if g == 2 {
+            t.write("gone", b"x".to_vec()).unwrap();
+        }
+        if g == 3 {
+            t.delete("gone").unwrap();
+        }
+        let c = t.commit().unwrap();
+        assert!(!c.checkpointed);
+    }
+    assert_eq!(state.unsynced(), 3);
+}
+
+#[test]
+fn power_loss_before_checkpoint_is_repaired_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) =
+        StateDir::open_with(files(dir.path()), backend(dir.path()), "t", lazy()).unwrap();
+    commit_three(&state);
+    drop(state);
+    // What a power loss can leave of renamed but unsynced files: empty files, and contents
+    // of the right length that are not the committed ones.
+    let root = files(dir.path());
+    std::fs::write(root.join("a"), b"").unwrap();
+    std::fs::write(root.join("sub/b"), vec![0u8; 5000]).unwrap();
+    std::fs::write(root.join("gone"), b"stale").unwrap();
+
+    let (state, report) = StateDir::open(&root, backend(dir.path()), "t").unwrap();
+    assert_eq!(report.reapplied, vec![1, 2, 3]);
+    assert_eq!(state.read("a").unwrap(), Some(vec![3; 100]));
+    assert_eq!(state.read("sub/b").unwrap(), Some(vec![13; 5000]));
+    assert_eq!(state.read("gone").unwrap(), None);
+    assert_eq!(state.unsynced(), 0, "open checkpoints what it re-applied");
+
+    // The re-application was checkpointed: a second open has nothing left to do.
+    drop(state);
+    let (_, report) = StateDir::open(&root, backend(dir.path()), "t").unwrap();
+    assert!(report.reapplied.is_empty(), "{report:?}");
+}
+
+#[test]
+fn checkpoint_retires_intents_and_later_commits_are_reapplied_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = files(dir.path());
+    let (state, _) = StateDir::open_with(&root, backend(dir.path()), "t", lazy()).unwrap();
+    commit_three(&state);
+    assert_eq!(state.checkpoint().unwrap(), 3);
+    assert_eq!(state.unsynced(), 0);
+    let mut t = state.begin();
+    t.write("a", vec![4; 100]).unwrap();
+    let c = t.commit().unwrap();
+    assert_eq!(c.txid, 4);
+    drop(state);
+    std::fs::write(root.join("a"), b"").unwrap();
+
+    let (state, report) = StateDir::open(&root, backend(dir.path()), "t").unwrap();
+    assert_eq!(
+        report.reapplied,
+        vec![4],
+        "retired intents must not come back"
+    );
+    assert_eq!(state.read("a").unwrap(), Some(vec![4; 100]));
+    assert_eq!(state.read("sub/b").unwrap(), Some(vec![13; 5000]));
+    // Transaction ids keep increasing after the retired ones.
+    let mut t = state.begin();
+    t.write("c", b"5".to_vec()).unwrap();
+    assert_eq!(t.commit().unwrap().txid, 5);
+}
+
+#[test]
+fn thresholds_trigger_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = files(dir.path());
+    let (state, _) = StateDir::open_with(
+        &root,
+        backend(dir.path()),
+        "t",
+        TxnOptions::default().checkpoint_every(3),
+    )
+    .unwrap();
+    let mut flags = Vec::new();
+    for i in 0..7u8 {
+        let mut t = state.begin();
+        t.write("f", vec![i]).unwrap();
+        flags.push(t.commit().unwrap().checkpointed);
+    }
+    assert_eq!(flags, [false, false, true, false, false, true, false]);
+    assert_eq!(state.unsynced(), 1);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let (state, _) = StateDir::open_with(
+        files(dir2.path()),
+        backend(dir2.path()),
+        "t",
+        TxnOptions::default()
+            .checkpoint_every(1000)
+            .checkpoint_bytes(10_000),
+    )
+    .unwrap();
+    let mut t = state.begin();
+    t.write("small", vec![1; 100]).unwrap();
+    assert!(!t.commit().unwrap().checkpointed);
+    let mut t = state.begin();
+    t.write("big", vec![1; 20_000]).unwrap();
+    assert!(t.commit().unwrap().checkpointed, "byte threshold ignored");
+    assert_eq!(state.unsynced(), 0);
+}
