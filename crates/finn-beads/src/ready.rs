@@ -191,8 +191,7 @@ impl State {
         let limit = query.limit.unwrap_or(usize::MAX);
         let candidates = self
             .pool_ordered()
-            .filter_map(|id| self.get(id))
-            .filter(|b| self.readiness(b, now).is_none())
+            .filter(|b| self.pool_readiness(b, now).is_none())
             .filter(|b| filter_miss(b, query, parent_scope.as_ref()).is_none());
         if query.sort == SortPolicy::Priority {
             // The pool is kept in this order: stop as soon as the limit is reached.
@@ -242,6 +241,27 @@ impl State {
         if self.is_blocked(&b.id) {
             return Some(Exclusion::Blocked {
                 blockers: self.blockers(&b.id),
+            });
+        }
+        if let Some(ancestor) = self.deferred_ancestor(b, now) {
+            return Some(Exclusion::ParentDeferred { ancestor });
+        }
+        if b.is_template == Some(true) {
+            return Some(Exclusion::Template);
+        }
+        if b.ephemeral == Some(true) {
+            return Some(Exclusion::Ephemeral);
+        }
+        None
+    }
+
+    /// [`State::readiness`] of a member of the ready pool, which is open and not blocked by
+    /// construction: only the checks that depend on `now` or on flags remain.
+    fn pool_readiness(&self, b: &Bead, now: &Timestamp) -> Option<Exclusion> {
+        debug_assert!(b.status == Status::Open && !self.is_blocked(&b.id));
+        if b.is_deferred_at(now) {
+            return Some(Exclusion::Deferred {
+                until: b.defer_until.clone(),
             });
         }
         if let Some(ancestor) = self.deferred_ancestor(b, now) {

@@ -1,7 +1,8 @@
 //! The materialized state: a pure fold of the bead records of a WAL, plus the indexes that keep
 //! the blocked set current without recomputing it per query.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use finn_wal::{Kind, Lsn, Op, Record};
 use serde::{Deserialize, Serialize};
@@ -148,8 +149,11 @@ struct Index {
     /// Open beads that are not blocked (deferral and filters are applied at query time), with
     /// their key in `ordered`.
     pool: HashMap<String, PoolKey>,
-    /// The pool in `bd ready`'s default order: priority, creation time, id.
-    ordered: BTreeSet<PoolKey>,
+    /// The pool in `bd ready`'s default order (priority, creation time, id), each with the
+    /// entry itself, so that a ready query walks it without one id lookup per bead. The entry
+    /// is the one in `State::beads`: every write of a bead marks it dirty, and `settle`
+    /// re-inserts dirty beads.
+    ordered: BTreeMap<PoolKey, Arc<Entry>>,
     /// Non-terminal beads with a `defer_until` or status `deferred` (their descendants may be
     /// held back); empty in most stores, which lets ready queries skip ancestor walks.
     deferred: HashSet<String>,
@@ -164,7 +168,8 @@ struct Index {
 #[derive(Clone, Debug, Default)]
 pub struct State {
     lsn: Lsn,
-    beads: HashMap<String, Entry>,
+    /// Entries are shared with the ready pool (`Index::ordered`) and never mutated in place.
+    beads: HashMap<String, Arc<Entry>>,
     records: BTreeMap<String, Map<String, Value>>,
     index: Index,
 }
@@ -203,7 +208,7 @@ impl State {
 
     /// The bead with this id, with its lease.
     pub fn entry(&self, id: &str) -> Option<&Entry> {
-        self.beads.get(id)
+        self.beads.get(id).map(|e| &**e)
     }
 
     /// All beads, in no particular order.
@@ -213,7 +218,7 @@ impl State {
 
     /// All entries, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.beads.values()
+        self.beads.values().map(|e| &**e)
     }
 
     /// Non-issue records (memories, ...) by key, in key order.
@@ -308,7 +313,7 @@ impl State {
     /// Writes an entry decoded or built by the caller; the LSN must be the record's.
     pub(crate) fn put_entry(&mut self, lsn: Lsn, entry: Entry) {
         let id = entry.bead.id.clone();
-        let old = self.beads.insert(id.clone(), entry);
+        let old = self.beads.insert(id.clone(), Arc::new(entry));
         self.reindex_edges(&id, old.as_ref().map(|e| &e.bead));
         if lsn > self.lsn {
             self.lsn = lsn;
@@ -492,8 +497,8 @@ impl State {
     }
 
     /// The ready pool (open, unblocked) in priority order.
-    pub(crate) fn pool_ordered(&self) -> impl Iterator<Item = &str> {
-        self.index.ordered.iter().map(|(_, _, id)| id.as_str())
+    pub(crate) fn pool_ordered(&self) -> impl Iterator<Item = &Bead> {
+        self.index.ordered.values().map(|e| &e.bead)
     }
 
     /// Beads that may be deferred (see `Index::deferred`).
@@ -585,7 +590,7 @@ impl State {
             }
             if b.status == Status::Open && !self.index.blocked.contains(id) {
                 let key = (b.priority, b.created_at.clone(), id.clone());
-                self.index.ordered.insert(key.clone());
+                self.index.ordered.insert(key.clone(), Arc::clone(e));
                 self.index.pool.insert(id.clone(), key);
             }
         }
