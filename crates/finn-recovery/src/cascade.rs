@@ -9,6 +9,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Instant;
 
+use finn_checkpoint::LineageId;
 use finn_wal::{Lsn, Record, Wal};
 
 use crate::error::{CascadeError, SourceFailure};
@@ -16,8 +17,8 @@ use crate::layout::Layout;
 use crate::loop_guard::{BootJournal, Clock, Outcome, SystemClock};
 use crate::options::{BootConfirmation, LoopPolicy, Mode, Timeouts};
 use crate::replay;
-use crate::report::{DegradedReason, RecoveryReport, SourceUsed, Warning};
-use crate::source::{RecoverySource, SourceError, SourceKind, Staged};
+use crate::report::{DegradedReason, LocalDecision, RecoveryReport, SourceUsed, Warning};
+use crate::source::{RecoverySource, RemoteHead, ShippedWal, SourceError, SourceKind, Staged};
 use crate::stage::{self, Staging};
 use crate::state::{Event, EventSink, State};
 use crate::verify::{self, Validators};
@@ -152,12 +153,14 @@ pub struct Cascade {
 }
 
 /// A process that came up: the report, the open local WAL (positioned after every restored
-/// record), and, with [`BootConfirmation::Deferred`], the pending boot to confirm.
+/// record), the boot journal, and, with [`BootConfirmation::Deferred`], the pending boot to
+/// confirm.
 #[derive(Debug)]
 pub struct Recovery {
     report: RecoveryReport,
     wal: Wal,
-    pending: Option<(BootJournal, Outcome)>,
+    journal: BootJournal,
+    pending: Option<Outcome>,
 }
 
 impl Recovery {
@@ -180,14 +183,40 @@ impl Recovery {
 
     /// Records this boot as good in the boot journal ([`BootConfirmation::Deferred`]); a no-op
     /// when it already was.
+    ///
+    /// Confirming a boot says the process is healthy, not that its data is the agent's real
+    /// state: it does not end the provisional status of a template-started state (that would
+    /// happen at the end of every template boot with [`BootConfirmation::OnRecovery`], and the
+    /// real state coming back later would never be looked at). Use
+    /// [`Recovery::mark_local_authoritative`] for that.
     pub fn confirm_boot(&mut self) -> Result<(), crate::JournalError> {
-        if let Some((mut journal, outcome)) = self.pending.take() {
-            journal.raise_wal_high_water(self.wal.last_lsn().get());
-            if let Err(e) = journal.finish(outcome) {
-                self.pending = Some((journal, outcome));
+        if let Some(outcome) = self.pending.take() {
+            self.journal.raise_wal_high_water(self.wal.last_lsn().get());
+            if let Err(e) = self.journal.finish(outcome) {
+                self.pending = Some(outcome);
                 return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// Declares the local state authoritative, durably: it is no longer provisional (a
+    /// template-started state is not compared with a remote that comes back as if it could be
+    /// thrown away), and its lineage is `lineage` (`None`: unknown, then it is never compared
+    /// with a remote at all). Call it once the application has decided that this state is
+    /// the agent's history, e.g. after a fork was reported ([`DegradedReason::LineageFork`])
+    /// and an operator chose the local side, or with the lineage the checkpoint writer
+    /// continues (`Checkpointer::lineage`) so that later boots can tell whether the remote
+    /// moved ahead.
+    pub fn mark_local_authoritative(
+        &mut self,
+        lineage: Option<LineageId>,
+    ) -> Result<(), crate::JournalError> {
+        self.journal.set_state_from_template(false, 0);
+        self.journal.set_lineage(lineage);
+        self.journal.raise_wal_high_water(self.wal.last_lsn().get());
+        self.journal.save()?;
+        self.report.lineage = lineage;
         Ok(())
     }
 }
@@ -282,16 +311,22 @@ impl Cascade {
                 let mut recovery = Recovery {
                     report: run.report,
                     wal,
+                    journal,
                     pending: None,
                 };
                 match self.confirmation {
                     BootConfirmation::OnRecovery => {
-                        journal.raise_wal_high_water(recovery.wal.last_lsn().get());
-                        journal.finish(outcome)?;
+                        recovery
+                            .journal
+                            .raise_wal_high_water(recovery.wal.last_lsn().get());
+                        recovery.journal.finish(outcome)?;
                     }
                     BootConfirmation::Deferred => {
-                        journal.resume(verdict.attempt);
-                        recovery.pending = Some((journal, outcome));
+                        // The journal still holds the attempt as `pending`; this process
+                        // confirms it (or its death counts as a failed boot).
+                        recovery.journal.resume(verdict.attempt);
+                        recovery.journal.save()?;
+                        recovery.pending = Some(outcome);
                     }
                 }
                 Ok(recovery)
@@ -340,29 +375,27 @@ impl Cascade {
         } else {
             let (wal, wal_ok) = self.open_or_set_aside_wal(run, journal)?;
             if wal_ok && self.local_state_ok(run) {
-                let has_remote = self.sources.iter().any(|s| s.kind().is_remote());
-                if !(journal.state_from_template() && remote_allowed && has_remote) {
-                    run.report.source = Some(SourceUsed {
-                        name: "local".into(),
-                        kind: None,
-                    });
-                    run.go(State::ReplayWal);
-                    let state = if journal.state_from_template() {
-                        self.terminal_state(run, SourceKind::Template)
-                    } else {
-                        self.terminal_state(run, SourceKind::ObjectStore)
-                    };
-                    return self.settle(run, state).map(|s| (s, wal));
+                match self.judge_local(run, journal, &wal, remote_allowed).await? {
+                    Judgement::Keep => {
+                        run.report.source = Some(SourceUsed {
+                            name: "local".into(),
+                            kind: None,
+                        });
+                        run.report.lineage = journal.lineage();
+                        run.go(State::ReplayWal);
+                        let state = self.terminal_state(run, self.local_kind(journal));
+                        return self.settle(run, state).map(|s| (s, wal));
+                    }
+                    // Try the remote sources; if none can restore, keep the local state.
+                    Judgement::Replace => local_fallback = true,
                 }
-                // The local state is a template from an earlier degraded boot: try to get the
-                // real state back; if no remote source can, keep the local one.
-                local_fallback = true;
             }
             wal
         };
 
         let mut deadline_warned = false;
         let mut used_kind = None;
+        let mut restored_lineage = None;
         for index in 0..self.sources.len() {
             let source = self.sources[index].clone();
             let kind = source.kind();
@@ -402,6 +435,44 @@ impl Cascade {
             let Some((staging, staged)) = self.try_source(run, index, &source).await else {
                 continue;
             };
+            let base = staged.manifest.lsn;
+            // Decide the WAL replay before anything is installed, so that strict mode can
+            // refuse an incomplete or conflicting history with the old state untouched.
+            let plan = if kind.is_remote() {
+                let (shipped, gaps) = self
+                    .gather(run, base, staged.manifest.lineage, remote_allowed)
+                    .await;
+                let plan = replay::plan(&wal, base, shipped, &gaps)?;
+                if let Some((last_lsn, missing_from)) = plan.gap {
+                    run.warn(Warning::WalGap {
+                        last_lsn,
+                        missing_from,
+                    });
+                    run.wal_gap.get_or_insert(DegradedReason::WalIncomplete {
+                        last_lsn,
+                        missing_from,
+                    });
+                }
+                if let Some(lsn) = plan.diverged {
+                    run.warn(Warning::LocalWalDiverged { lsn });
+                }
+                if self.mode == Mode::Strict
+                    && let Some(reason) = run.wal_gap.clone()
+                {
+                    return Err(run.strict(reason));
+                }
+                if self.mode == Mode::Strict
+                    && let Some(lsn) = plan.diverged
+                {
+                    return Err(run.strict(DegradedReason::LocalWalDiverged {
+                        lsn,
+                        kept_at: self.layout.wal_dir().to_owned(),
+                    }));
+                }
+                Some(plan)
+            } else {
+                None
+            };
             run.report.files_restored = staged.files.len();
             run.report.bytes_restored = staged.files.iter().map(|f| f.size).sum();
             let previous = stage::swap_in(&self.layout, staging)?;
@@ -419,39 +490,55 @@ impl Cascade {
                 name: source.name().to_owned(),
                 kind: Some(kind),
             });
-            let base = staged.manifest.lsn;
+            restored_lineage = staged.manifest.lineage;
             run.report.manifest = Some(staged.manifest);
             used_kind = Some(kind);
             run.go(State::ReplayWal);
-            if local_fallback {
-                // Records appended on top of the template belong to no restored lineage; keep
-                // them aside instead of replaying them over the real state.
-                drop(wal);
-                if let Some(aside) =
-                    stage::set_aside(&self.layout, self.layout.wal_dir(), "template-wal")?
-                {
-                    run.warn(Warning::SetAside {
-                        what: "wal".into(),
-                        to: aside.clone(),
-                    });
-                    run.report.set_aside.push(aside);
+            if let Some(plan) = plan {
+                if let Some(lsn) = plan.diverged {
+                    // The local WAL is another writer's version of this lineage past `lsn`:
+                    // keep it aside (its records were acknowledged here) and continue from
+                    // the restored history.
+                    drop(wal);
+                    if let Some(aside) =
+                        stage::set_aside(&self.layout, self.layout.wal_dir(), "diverged-wal")?
+                    {
+                        run.warn(Warning::SetAside {
+                            what: "wal".into(),
+                            to: aside.clone(),
+                        });
+                        run.report.set_aside.push(aside.clone());
+                        run.wal_diverged = Some(DegradedReason::LocalWalDiverged {
+                            lsn,
+                            kept_at: aside,
+                        });
+                    }
+                    wal = self.open_wal()?;
                 }
-                wal = self.open_wal()?;
-            }
-            if kind.is_remote() {
-                self.replay(run, &wal, base, remote_allowed).await?;
+                let restored = replay::apply(&wal, base, &plan.records)?;
+                run.report.wal_records_restored = restored;
+                run.report.replay_from = Some(base.next());
+                run.events.emit(Event::WalRestored {
+                    records: restored,
+                    last_lsn: wal.last_lsn(),
+                });
             }
             break;
         }
         let kind = match used_kind {
             Some(kind) => kind,
             None if local_fallback => {
+                // No remote source could replace the local state: it is kept as it is.
                 run.report.source = Some(SourceUsed {
                     name: "local".into(),
                     kind: None,
                 });
+                if run.report.local_decision == Some(LocalDecision::ReplacedUnusedTemplate) {
+                    run.report.local_decision = Some(LocalDecision::KeptRemoteUnknown);
+                }
+                run.report.lineage = journal.lineage();
                 run.go(State::ReplayWal);
-                let state = self.terminal_state(run, SourceKind::Template);
+                let state = self.terminal_state(run, self.local_kind(journal));
                 return self.settle(run, state).map(|s| (s, wal));
             }
             None => {
@@ -462,9 +549,174 @@ impl Cascade {
             }
         };
         journal.reset_wal_high_water(wal.last_lsn().get());
-        journal.set_state_from_template(kind == SourceKind::Template && self.mode != Mode::Clean);
+        let from_template = kind == SourceKind::Template && self.mode != Mode::Clean;
+        journal.set_state_from_template(from_template, wal.last_lsn().get());
+        journal.set_lineage(restored_lineage);
+        run.report.lineage = restored_lineage;
         let state = self.terminal_state(run, kind);
         self.settle(run, state).map(|s| (s, wal))
+    }
+
+    /// The tier a kept local state counts as: a template's while it is provisional.
+    fn local_kind(&self, journal: &BootJournal) -> SourceKind {
+        if journal.state_from_template() {
+            SourceKind::Template
+        } else {
+            SourceKind::ObjectStore
+        }
+    }
+
+    /// Decides whether an intact local state is kept or replaced (see the crate docs, "Which
+    /// state wins"): kept unless nothing was written on it since a template install, or it is
+    /// strictly behind the remote's newest history on the same lineage. A local state and a
+    /// remote that are different lines of history are a fork: the local state is kept and
+    /// the boot is degraded (strict mode refuses).
+    async fn judge_local(
+        &self,
+        run: &mut Run<'_>,
+        journal: &mut BootJournal,
+        wal: &Wal,
+        remote_allowed: bool,
+    ) -> Result<Judgement, CascadeError> {
+        let provisional = journal.state_from_template();
+        let lineage = journal.lineage();
+        let has_remote = self.sources.iter().any(|s| s.kind().is_remote());
+        if !remote_allowed || !has_remote || (!provisional && lineage.is_none()) {
+            run.report.local_decision = Some(LocalDecision::KeptUnchecked);
+            return Ok(Judgement::Keep);
+        }
+        let local_lsn = wal.last_lsn();
+        let template_lsn = Lsn::new(journal.template_lsn());
+        if provisional && !has_record_above(wal, template_lsn)? {
+            // Nothing was written on the template: any verified remote state is better, and
+            // replacing it drops no acknowledged write.
+            run.report.local_decision = Some(LocalDecision::ReplacedUnusedTemplate);
+            return Ok(Judgement::Replace);
+        }
+        let Some((index, head)) = self.probe(run).await else {
+            run.report.local_decision = Some(LocalDecision::KeptRemoteUnknown);
+            return Ok(Judgement::Keep);
+        };
+        let remote_lsn = head.high_water();
+        // Only records written since the template prove anything about a template-era state.
+        let floor = if provisional { template_lsn } else { Lsn::ZERO };
+        let evidence = self.shared_history(run, index, &head, wal, floor).await?;
+        let same = match evidence {
+            Evidence::Same => true,
+            Evidence::Differ => false,
+            Evidence::Unknown => lineage == Some(head.lineage),
+        };
+        if same && local_lsn >= remote_lsn {
+            journal.set_lineage(Some(head.lineage));
+            journal.set_state_from_template(false, 0);
+            run.report.local_decision = Some(LocalDecision::KeptCurrent {
+                lineage: head.lineage,
+                local_lsn,
+                remote_lsn,
+            });
+            return Ok(Judgement::Keep);
+        }
+        if same || (lineage == Some(head.lineage) && local_lsn < remote_lsn) {
+            // Strictly behind on the same lineage: the remote holds everything the local WAL
+            // does and more (a local record that differs is set aside by the replay).
+            run.report.local_decision = Some(LocalDecision::ReplacedBehind {
+                lineage: head.lineage,
+                local_lsn,
+                remote_lsn,
+            });
+            return Ok(Judgement::Replace);
+        }
+        run.warn(Warning::LineageFork {
+            local: lineage,
+            local_lsn,
+            remote: head.lineage,
+            remote_lsn,
+        });
+        run.report.local_decision = Some(LocalDecision::KeptFork);
+        run.fork = Some(DegradedReason::LineageFork {
+            local: lineage,
+            local_lsn,
+            remote: head.lineage,
+            remote_lsn,
+        });
+        Ok(Judgement::Keep)
+    }
+
+    /// The newest history of the first remote source that can report one.
+    async fn probe(&self, run: &mut Run<'_>) -> Option<(usize, RemoteHead)> {
+        for (index, source) in self.sources.iter().enumerate() {
+            if !source.kind().is_remote() || Instant::now() >= run.deadline {
+                continue;
+            }
+            let now = Instant::now();
+            let deadline = (now + self.timeouts.restore).min(run.deadline);
+            let reason = match tokio::time::timeout_at(deadline.into(), source.head()).await {
+                Ok(Ok(Some(head))) => return Some((index, head)),
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => error_chain(&e),
+                Err(_) => format!(
+                    "reading the newest manifest timed out after {:?}",
+                    deadline.saturating_duration_since(now)
+                ),
+            };
+            run.warn(Warning::SourceUnavailable {
+                source: source.name().to_owned(),
+                reason,
+            });
+        }
+        None
+    }
+
+    /// Whether the local WAL and `head`'s shipped history hold the same record at the highest
+    /// LSN both have (above `floor`). Record ids are ULIDs: two writers never produce the same
+    /// one, so an equal record means one history contains the other up to it.
+    async fn shared_history(
+        &self,
+        run: &mut Run<'_>,
+        index: usize,
+        head: &RemoteHead,
+        wal: &Wal,
+        floor: Lsn,
+    ) -> Result<Evidence, CascadeError> {
+        let at = wal.last_lsn().min(head.shipped_lsn);
+        if at <= floor {
+            return Ok(Evidence::Unknown);
+        }
+        let Some(local) = wal.read(at)? else {
+            return Ok(Evidence::Unknown);
+        };
+        let source = &self.sources[index];
+        let now = Instant::now();
+        let deadline = (now + self.timeouts.restore).min(run.deadline);
+        let after = Lsn::new(at.get() - 1);
+        let shipped = match tokio::time::timeout_at(
+            deadline.into(),
+            source.wal_of(head.lineage, after),
+        )
+        .await
+        {
+            Ok(Ok(Some(shipped))) => shipped,
+            Ok(Ok(None)) => return Ok(Evidence::Unknown),
+            Ok(Err(e)) => {
+                run.warn(Warning::ShippedWalUnavailable {
+                    source: source.name().to_owned(),
+                    reason: error_chain(&e),
+                });
+                return Ok(Evidence::Unknown);
+            }
+            Err(_) => {
+                run.warn(Warning::ShippedWalUnavailable {
+                    source: source.name().to_owned(),
+                    reason: "timed out".into(),
+                });
+                return Ok(Evidence::Unknown);
+            }
+        };
+        Ok(match shipped.records.iter().find(|r| r.lsn == at) {
+            Some(remote) if *remote == local => Evidence::Same,
+            Some(_) => Evidence::Differ,
+            None => Evidence::Unknown,
+        })
     }
 
     /// Opens the local WAL; a corrupt one is set aside (never deleted) and a new one opened.
@@ -685,60 +937,64 @@ impl Cascade {
         None
     }
 
-    /// Gathers shipped records after `base` from every available remote source and restores the
-    /// missing ones into the local WAL.
-    async fn replay(
+    /// Gathers shipped records after `base` from every available remote source (of `lineage`
+    /// when the base names one), with the holes the sources reported.
+    async fn gather(
         &self,
         run: &mut Run<'_>,
-        wal: &Wal,
         base: Lsn,
+        lineage: Option<LineageId>,
         remote_allowed: bool,
-    ) -> Result<(), CascadeError> {
+    ) -> (Vec<Record>, Vec<(Lsn, Lsn)>) {
         let mut shipped: Vec<Record> = Vec::new();
-        if remote_allowed {
-            for &index in &run.available.clone() {
-                let source = self.sources[index].clone();
-                if !source.kind().is_remote() {
-                    continue;
+        let mut gaps = Vec::new();
+        if !remote_allowed {
+            return (shipped, gaps);
+        }
+        for &index in &run.available.clone() {
+            let source = self.sources[index].clone();
+            if !source.kind().is_remote() {
+                continue;
+            }
+            // Bounded by the overall deadline, but a restored base always gets at least the
+            // availability timeout to fetch the records that make it current.
+            let now = Instant::now();
+            let deadline = (now + self.timeouts.restore)
+                .min(run.deadline)
+                .max(now + self.timeouts.availability);
+            let fetch = async {
+                if let Some(lineage) = lineage
+                    && let Some(wal) = source.wal_of(lineage, base).await?
+                {
+                    return Ok(Some(wal));
                 }
-                // Bounded by the overall deadline, but a restored base always gets at least the
-                // availability timeout to fetch the records that make it current.
-                let now = Instant::now();
-                let deadline = (now + self.timeouts.restore)
-                    .min(run.deadline)
-                    .max(now + self.timeouts.availability);
-                match tokio::time::timeout_at(deadline.into(), source.wal_after(base)).await {
-                    Ok(Ok(Some(records))) => shipped.extend(records),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => run.shipped_unreadable(source.name(), base, error_chain(&e)),
-                    Err(_) => run.shipped_unreadable(source.name(), base, "timed out".into()),
+                Ok::<_, SourceError>(
+                    source
+                        .wal_after(base)
+                        .await?
+                        .map(|records| ShippedWal { records, gap: None }),
+                )
+            };
+            match tokio::time::timeout_at(deadline.into(), fetch).await {
+                Ok(Ok(Some(wal))) => {
+                    shipped.extend(wal.records);
+                    gaps.extend(wal.gap);
                 }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => run.shipped_unreadable(source.name(), base, error_chain(&e)),
+                Err(_) => run.shipped_unreadable(source.name(), base, "timed out".into()),
             }
         }
-        let outcome = replay::restore_records(wal, base, shipped)?;
-        run.report.wal_records_restored = outcome.restored;
-        run.report.replay_from = Some(base.next());
-        run.events.emit(Event::WalRestored {
-            records: outcome.restored,
-            last_lsn: wal.last_lsn(),
-        });
-        if let Some((last_lsn, missing_from)) = outcome.gap {
-            run.warn(Warning::WalGap {
-                last_lsn,
-                missing_from,
-            });
-            run.wal_gap = Some(DegradedReason::WalIncomplete {
-                last_lsn,
-                missing_from,
-            });
-        }
-        Ok(())
+        (shipped, gaps)
     }
 
     fn terminal_state(&self, run: &mut Run<'_>, kind: SourceKind) -> State {
         if let Some(reason) = run.boot_loop.clone() {
             run.report.degraded = Some(reason);
             State::LoopDetected
+        } else if let Some(reason) = run.fork.clone() {
+            run.report.degraded = Some(reason);
+            State::Degraded
         } else if kind == SourceKind::Template && self.mode != Mode::Clean {
             run.report.degraded = Some(if run.deadline_hit {
                 DegradedReason::DeadlineExceeded
@@ -746,7 +1002,7 @@ impl Cascade {
                 DegradedReason::TemplateOnly
             });
             State::Degraded
-        } else if let Some(reason) = run.wal_gap.clone() {
+        } else if let Some(reason) = run.wal_gap.clone().or_else(|| run.wal_diverged.clone()) {
             run.report.degraded = Some(reason);
             State::Degraded
         } else {
@@ -764,6 +1020,35 @@ impl Cascade {
             return Err(run.strict(reason));
         }
         Ok(state)
+    }
+}
+
+/// What [`Cascade::judge_local`] decided.
+enum Judgement {
+    /// The local state is brought up as it is.
+    Keep,
+    /// Remote sources are tried; if none restores, the local state is kept after all.
+    Replace,
+}
+
+/// What comparing the local WAL with a remote's shipped record at the same LSN showed.
+enum Evidence {
+    /// The same record: one history contains the other up to that LSN.
+    Same,
+    /// Different records: the histories split at or before that LSN.
+    Differ,
+    /// Nothing to compare (no shipped record there, or none above the floor).
+    Unknown,
+}
+
+/// Whether `wal` holds any record with an LSN above `lsn`.
+fn has_record_above(wal: &Wal, lsn: Lsn) -> Result<bool, finn_wal::Error> {
+    if wal.last_lsn() <= lsn {
+        return Ok(false);
+    }
+    match wal.iter_from(lsn.next())?.next() {
+        Some(record) => record.map(|_| true),
+        None => Ok(false),
     }
 }
 
@@ -817,6 +1102,10 @@ struct Run<'a> {
     available: Vec<usize>,
     boot_loop: Option<DegradedReason>,
     wal_gap: Option<DegradedReason>,
+    /// The local WAL diverged from the restored history and was set aside.
+    wal_diverged: Option<DegradedReason>,
+    /// The kept local state and the remote are different lines of history.
+    fork: Option<DegradedReason>,
     deadline_hit: bool,
 }
 
@@ -834,6 +1123,8 @@ impl<'a> Run<'a> {
             available: Vec::new(),
             boot_loop: None,
             wal_gap: None,
+            wal_diverged: None,
+            fork: None,
             deadline_hit: false,
         }
     }

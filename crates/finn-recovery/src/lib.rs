@@ -46,8 +46,9 @@
 //!
 //! - **Local first.** A local state directory that exists, holds no symlink or special file and
 //!   passes the [`Validators`], with a WAL that opens cleanly and has not gone backwards since
-//!   the last boot, is kept as is (`RUNNING`, source `local`). A corrupt WAL is moved to
-//!   `recovery/aside/` and the state restored.
+//!   the last boot, is *intact*. An intact state is kept unless replacing it loses nothing (see
+//!   "Which state wins" below). A corrupt WAL is moved to `recovery/aside/` and the state
+//!   restored.
 //! - **Sources by tier** ([`SourceKind`]): object stores ([`source::object_store`]: the newest
 //!   manifest that verifies, then older ones newest first), git archives ([`source::git`]),
 //!   templates ([`TemplateSource`]). Custom sources implement [`RecoverySource`].
@@ -57,6 +58,42 @@
 //! - **Modes** ([`Mode`]): `Strict` fails rather than come up degraded and then installs nothing;
 //!   `Degraded` (default) comes up with the best state that verified and says why; `Clean` starts
 //!   from the template and moves the old state and WAL aside.
+//!
+//! # Which state wins
+//!
+//! The boot journal records the *lineage* (line of history, [`finn_checkpoint::LineageId`]) the
+//! local state belongs to when it is known — from the manifest it was restored from, from a boot
+//! that proved it, or from [`Recovery::mark_local_authoritative`] — and whether the state was
+//! installed from a template (*provisional*) with the WAL's LSN at that moment. For an intact
+//! local state:
+//!
+//! 1. Lineage unknown and not provisional, a boot loop, or no remote source: **kept** without
+//!    asking anyone ([`LocalDecision::KeptUnchecked`]).
+//! 2. Provisional with no record written since the template: **replaced** by the first remote
+//!    source that restores (nothing acknowledged is lost); kept if none can.
+//! 3. Otherwise the remote's newest verified history is read ([`RecoverySource::head`]: the
+//!    newest manifest that verifies and the shipped high-water mark of its lineage) and the
+//!    local WAL's record at the highest LSN both have is compared with the shipped one (record
+//!    ids are ULIDs, so an equal record proves a shared history; a different one proves a
+//!    split). Remote unreachable: **kept** ([`LocalDecision::KeptRemoteUnknown`]).
+//! 4. Same history (proved, or the same lineage id with nothing to compare) and the local WAL
+//!    not behind the remote's high-water LSN: **kept** and authoritative; a provisional state
+//!    stops being provisional and takes the remote's lineage ([`LocalDecision::KeptCurrent`]).
+//! 5. Same lineage and strictly behind: **replaced** by the remote (newest verified manifest
+//!    plus shipped WAL; [`LocalDecision::ReplacedBehind`]). Local WAL records the remote also
+//!    has are kept; if a local record differs from the shipped one at its LSN (another writer
+//!    continued the lineage), the local WAL is set aside whole (`aside/<ulid>-diverged-wal`),
+//!    never mixed in, and the boot is [`DegradedReason::LocalWalDiverged`].
+//! 6. Anything else is a **fork** (a template-era state with writes against a remote that came
+//!    back with another history, or two different lineages): both sides hold writes the other
+//!    lacks. The local state is kept, nothing is replaced or set aside, and the boot is
+//!    `DEGRADED` with [`DegradedReason::LineageFork`] naming both lineages and LSNs; `Strict`
+//!    refuses and touches nothing. An operator settles it with
+//!    [`Recovery::mark_local_authoritative`] (keep the local side) or by restoring the remote
+//!    elsewhere.
+//!
+//! [`Recovery::confirm_boot`] does not end the provisional status: a confirmed boot is a healthy
+//! process, not a decision about whose data is real.
 //!
 //! # Guarantees
 //!
@@ -123,9 +160,13 @@ pub use loop_guard::{
     Attempt, BootJournal, Clock, JournalError, LoopVerdict, Outcome, SystemClock,
 };
 pub use options::{BootConfirmation, LoopPolicy, Mode, Timeouts};
-pub use report::{DegradedReason, ManifestInfo, PhaseTiming, RecoveryReport, SourceUsed, Warning};
+pub use report::{
+    DegradedReason, LocalDecision, ManifestInfo, PhaseTiming, RecoveryReport, SourceUsed, Warning,
+};
 pub use source::template::TemplateSource;
-pub use source::{Candidate, RecoverySource, SourceError, SourceKind, Staged};
+pub use source::{
+    Candidate, RecoverySource, RemoteHead, ShippedWal, SourceError, SourceKind, Staged,
+};
 pub use stage::{StageError, Staging};
 pub use state::{Event, State};
 pub use verify::{ExpectedFile, ValidationError, Validator, Validators, VerifyError};

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use finn_checkpoint::LineageId;
 use serde::{Deserialize, Serialize};
 
 use crate::options::LoopPolicy;
@@ -92,6 +93,15 @@ struct JournalFile {
     /// next boot tries the remote sources again before settling for it.
     #[serde(default)]
     state_from_template: bool,
+    /// The local WAL's last LSN when the template was installed: records above it were written
+    /// on top of the template (acknowledged local writes a restore must not drop).
+    #[serde(default)]
+    template_lsn: u64,
+    /// The line of history the local state and WAL belong to, when known: set by a restore
+    /// from a manifest that names it, by a boot that proved the local WAL shares the remote's
+    /// history, or by `Recovery::mark_local_authoritative`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lineage: Option<LineageId>,
     next_seq: u64,
     attempts: Vec<Attempt>,
 }
@@ -103,6 +113,8 @@ impl Default for JournalFile {
             version: JOURNAL_VERSION,
             wal_high_water: 0,
             state_from_template: false,
+            template_lsn: 0,
+            lineage: None,
             next_seq: 1,
             attempts: Vec::new(),
         }
@@ -328,8 +340,30 @@ impl BootJournal {
         self.file.state_from_template
     }
 
-    pub(crate) fn set_state_from_template(&mut self, value: bool) {
+    /// The local WAL's last LSN when the template was installed (meaningful while
+    /// [`BootJournal::state_from_template`]).
+    pub fn template_lsn(&self) -> u64 {
+        self.file.template_lsn
+    }
+
+    /// Marks the state as installed from a template with the WAL at `wal_lsn`, or clears it.
+    pub(crate) fn set_state_from_template(&mut self, value: bool, wal_lsn: u64) {
         self.file.state_from_template = value;
+        self.file.template_lsn = if value { wal_lsn } else { 0 };
+    }
+
+    /// The lineage the local state belongs to, when known.
+    pub fn lineage(&self) -> Option<LineageId> {
+        self.file.lineage
+    }
+
+    pub(crate) fn set_lineage(&mut self, lineage: Option<LineageId>) {
+        self.file.lineage = lineage;
+    }
+
+    /// Writes the journal now (durably), e.g. after the lineage changed outside a run.
+    pub(crate) fn save(&self) -> Result<(), JournalError> {
+        self.persist()
     }
 
     /// Lowers it: after records were knowingly lost, the new tail is the truth.

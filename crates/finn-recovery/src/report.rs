@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use finn_checkpoint::LineageId;
 use finn_wal::Lsn;
 use serde::Serialize;
 
@@ -30,6 +31,9 @@ pub struct ManifestInfo {
     pub key_id: Option<String>,
     /// A source-specific label (object key, commit id, template name).
     pub label: String,
+    /// The lineage (line of history) the manifest belongs to, when the source knows it. The
+    /// boot journal records it as the local state's lineage.
+    pub lineage: Option<LineageId>,
 }
 
 /// Why the process came up degraded (or in [`State::LoopDetected`]).
@@ -64,6 +68,64 @@ pub enum DegradedReason {
         /// The source whose shipped WAL failed.
         source: String,
     },
+    /// The local state was kept, but the remote's newest history is another line of history
+    /// (a fork): both hold writes the other lacks. Nothing was replaced; an operator decides
+    /// (keep the local state with `Recovery::mark_local_authoritative`, or restore the remote
+    /// one elsewhere).
+    LineageFork {
+        /// The local state's lineage; `None` for a state started from a template.
+        local: Option<LineageId>,
+        /// The local WAL's last LSN.
+        local_lsn: Lsn,
+        /// The remote's newest lineage.
+        remote: LineageId,
+        /// The remote's high-water LSN for it.
+        remote_lsn: Lsn,
+    },
+    /// The local WAL disagreed with the restored history from `lsn` on (another writer
+    /// continued the same lineage): it was set aside, and the remote's records used instead.
+    LocalWalDiverged {
+        /// The first LSN where the local record differs from the shipped one.
+        lsn: Lsn,
+        /// Where the local WAL was kept.
+        kept_at: PathBuf,
+    },
+}
+
+/// What the cascade decided about an intact local state (WAL opens cleanly, not below the
+/// journal's high-water mark, state directory passes the validators).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LocalDecision {
+    /// Kept without asking a remote: its lineage is unknown and it did not come from a template,
+    /// remote restores are not allowed (boot loop), or no remote source is configured.
+    KeptUnchecked,
+    /// Kept: no remote source could say what it holds (unreachable, empty, timed out).
+    KeptRemoteUnknown,
+    /// Kept: it is on the remote's lineage and not behind it.
+    KeptCurrent {
+        /// The lineage.
+        lineage: LineageId,
+        /// The local WAL's last LSN.
+        local_lsn: Lsn,
+        /// The remote's high-water LSN.
+        remote_lsn: Lsn,
+    },
+    /// Kept: it and the remote are different lines of history (see
+    /// [`DegradedReason::LineageFork`]).
+    KeptFork,
+    /// Replaced: on the remote's lineage, strictly behind it.
+    ReplacedBehind {
+        /// The lineage.
+        lineage: LineageId,
+        /// The local WAL's last LSN.
+        local_lsn: Lsn,
+        /// The remote's high-water LSN.
+        remote_lsn: Lsn,
+    },
+    /// Replaced: a template-started state on which nothing was written yet.
+    ReplacedUnusedTemplate,
 }
 
 /// One phase of the run and how long it took.
@@ -147,6 +209,23 @@ pub enum Warning {
     },
     /// A clean start was requested: existing state was set aside.
     CleanStart,
+    /// The local state and the remote's newest history are different lines of history; the
+    /// local state was kept (see [`DegradedReason::LineageFork`]).
+    LineageFork {
+        /// The local state's lineage; `None` for a state started from a template.
+        local: Option<LineageId>,
+        /// The local WAL's last LSN.
+        local_lsn: Lsn,
+        /// The remote's newest lineage.
+        remote: LineageId,
+        /// The remote's high-water LSN for it.
+        remote_lsn: Lsn,
+    },
+    /// The local WAL holds a record that differs from the shipped record at the same LSN.
+    LocalWalDiverged {
+        /// The first differing LSN.
+        lsn: Lsn,
+    },
     /// The overall deadline passed; remaining remote sources were not tried.
     DeadlineExceeded {
         /// The deadline.
@@ -166,6 +245,11 @@ pub struct RecoveryReport {
     pub degraded: Option<DegradedReason>,
     /// Where the base state came from.
     pub source: Option<SourceUsed>,
+    /// Why the local state was kept or replaced, when there was an intact one to decide about.
+    pub local_decision: Option<LocalDecision>,
+    /// The lineage the state now belongs to, as recorded in the boot journal (`None` while
+    /// unknown: a state created locally or from a template).
+    pub lineage: Option<LineageId>,
     /// The manifest of the restored base state; `None` for the local state.
     pub manifest: Option<ManifestInfo>,
     /// Files written into the state directory by this run.
@@ -200,6 +284,8 @@ impl RecoveryReport {
             mode,
             degraded: None,
             source: None,
+            local_decision: None,
+            lineage: None,
             manifest: None,
             files_restored: 0,
             bytes_restored: 0,

@@ -428,6 +428,7 @@ impl RecoverySource for GitSource {
                 lsn: signed.covered_lsn,
                 key_id: Some(signed.signer.to_string()),
                 label: format!("{}@{commit}", self.branch),
+                lineage: None,
             },
         })
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use finn_checkpoint::LineageId;
 use finn_wal::{Lsn, Record};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,38 @@ pub struct Staged {
     pub files: Vec<ExpectedFile>,
     /// The manifest the files came from (its LSN is where WAL replay starts).
     pub manifest: ManifestInfo,
+}
+
+/// The newest verified history a source holds, as reported by [`RecoverySource::head`]: what a
+/// kept local state is compared with at CHECK_INTEGRITY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteHead {
+    /// Lineage of the newest manifest that verifies (or, with no verified manifest, of the
+    /// newest accepted shipped WAL).
+    pub lineage: LineageId,
+    /// That manifest's version (0 when there is none).
+    pub version: u64,
+    /// The LSN that manifest covers (`Lsn::ZERO` when there is none).
+    pub manifest_lsn: Lsn,
+    /// Highest LSN shipped for `lineage`.
+    pub shipped_lsn: Lsn,
+}
+
+impl RemoteHead {
+    /// The highest LSN the source holds for its lineage: the manifest's or the shipped WAL's.
+    pub fn high_water(&self) -> Lsn {
+        self.manifest_lsn.max(self.shipped_lsn)
+    }
+}
+
+/// Shipped WAL records of one lineage, as read by [`RecoverySource::wal_of`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShippedWal {
+    /// Verified records, in LSN order, contiguous from the first one on.
+    pub records: Vec<Record>,
+    /// A hole after `records`: the first and last missing LSN. Records shipped beyond the hole
+    /// are not in `records` (they cannot be applied without the missing ones).
+    pub gap: Option<(Lsn, Lsn)>,
 }
 
 /// Why a source (or one of its candidates) could not be used.
@@ -133,6 +166,27 @@ pub trait RecoverySource: Send + Sync + fmt::Debug {
     /// this source does not hold WAL. Records are checked (CRC, signature) by the source.
     async fn wal_after(&self, after: Lsn) -> Result<Option<Vec<Record>>, SourceError> {
         let _ = after;
+        Ok(None)
+    }
+
+    /// Records of `lineage` with LSN greater than `after`, verified, in order, up to the first
+    /// hole (reported in [`ShippedWal::gap`]); `Ok(None)` if this source does not hold WAL.
+    /// The cascade prefers this over [`wal_after`](RecoverySource::wal_after) whenever the
+    /// base state's lineage is known, so a base restored from one source (e.g. git) is brought
+    /// up to date with the WAL another source (the object store) shipped for the same lineage.
+    async fn wal_of(
+        &self,
+        lineage: LineageId,
+        after: Lsn,
+    ) -> Result<Option<ShippedWal>, SourceError> {
+        let _ = (lineage, after);
+        Ok(None)
+    }
+
+    /// The newest verified history this source holds, without staging anything (a listing and
+    /// a manifest read); `Ok(None)` if the source cannot say (the default) or holds nothing.
+    /// Used to decide whether a kept local state is behind the remote or forked from it.
+    async fn head(&self) -> Result<Option<RemoteHead>, SourceError> {
         Ok(None)
     }
 }

@@ -14,7 +14,9 @@ use finn_checkpoint::{Keyring, LineageId, Reader, Remote};
 use finn_wal::{Lsn, Record};
 
 use crate::report::ManifestInfo;
-use crate::source::{Candidate, RecoverySource, SourceError, SourceKind, Staged};
+use crate::source::{
+    Candidate, RecoverySource, RemoteHead, ShippedWal, SourceError, SourceKind, Staged,
+};
 use crate::stage::Staging;
 use crate::verify::ExpectedFile;
 
@@ -167,6 +169,7 @@ impl RecoverySource for ObjectStoreSource {
                 lsn: manifest.covered_lsn,
                 key_id: Some(manifest.signer.to_string()),
                 label: candidate.label.clone(),
+                lineage: Some(manifest.lineage),
             },
         })
     }
@@ -179,5 +182,31 @@ impl RecoverySource for ObjectStoreSource {
         };
         let records = self.reader.shipped_after(lineage, after).await?;
         Ok(Some(records))
+    }
+
+    async fn wal_of(
+        &self,
+        lineage: LineageId,
+        after: Lsn,
+    ) -> Result<Option<ShippedWal>, SourceError> {
+        let records = self.reader.shipped_after(lineage, after).await?;
+        Ok(Some(ShippedWal { records, gap: None }))
+    }
+
+    async fn head(&self) -> Result<Option<RemoteHead>, SourceError> {
+        let (lineage, version, manifest_lsn) = match self.reader.newest().await? {
+            Some(m) => (m.lineage, m.version, m.covered_lsn),
+            None => match self.reader.lineage_of_newest().await? {
+                Some(lineage) => (lineage, 0, Lsn::ZERO),
+                None => return Ok(None),
+            },
+        };
+        let shipped_lsn = self.reader.shipped_high_water(lineage).await?;
+        Ok(Some(RemoteHead {
+            lineage,
+            version,
+            manifest_lsn,
+            shipped_lsn,
+        }))
     }
 }

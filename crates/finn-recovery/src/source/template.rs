@@ -172,6 +172,7 @@ impl RecoverySource for TemplateSource {
                 lsn: Lsn::ZERO,
                 key_id: None,
                 label: candidate.label.clone(),
+                lineage: None,
             },
         })
     }

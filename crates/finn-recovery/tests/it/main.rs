@@ -1,5 +1,7 @@
 //! finn-recovery integration tests, one binary.
 //!
+//! - `authority`: which state wins at boot: an intact local state against the remote (keep,
+//!   replace when behind on the same lineage or damaged, fork).
 //! - `scenarios`: the cascade's behaviour with in-process sources, and every recovery scenario of
 //!   the anchors (`anchors.md` §11.3) mapped to a test (see the table at the top of the module).
 //! - `end_to_end`: a real local WAL, real object stores (LocalFileSystem; moto via
@@ -8,6 +10,7 @@
 //! - `boot_loop`: boot-loop detection across real processes (the test binary re-executes itself).
 //! - `crash`: SIGKILL at random points of a restore, in a child process.
 
+mod authority;
 mod boot_loop;
 mod crash;
 mod end_to_end;

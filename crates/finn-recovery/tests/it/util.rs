@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use finn_checkpoint::CheckpointPath;
+use finn_checkpoint::LineageId;
 use finn_recovery::{
-    Candidate, Clock, Event, ExpectedFile, ManifestInfo, RecoverySource, SourceError, SourceKind,
-    Staged, Staging,
+    Candidate, Clock, Event, ExpectedFile, ManifestInfo, RecoverySource, RemoteHead, ShippedWal,
+    SourceError, SourceKind, Staged, Staging,
 };
 use finn_wal::{Lsn, Record};
 
@@ -130,6 +131,8 @@ pub struct FakeSource {
     pub files: BTreeMap<String, Vec<u8>>,
     pub lsn: Lsn,
     pub records: Vec<Record>,
+    /// With a lineage, the source also answers `head` and `wal_of` (like an object store).
+    pub lineage: Option<LineageId>,
     pub behaviour: Mutex<Behaviour>,
     pub stage_calls: AtomicUsize,
     pub available_calls: AtomicUsize,
@@ -143,6 +146,7 @@ impl FakeSource {
             files,
             lsn: Lsn::ZERO,
             records: Vec::new(),
+            lineage: None,
             behaviour: Mutex::new(Behaviour::Good),
             stage_calls: AtomicUsize::new(0),
             available_calls: AtomicUsize::new(0),
@@ -155,6 +159,10 @@ impl FakeSource {
     pub fn at_lsn(mut self, lsn: u64, records: Vec<Record>) -> Self {
         self.lsn = Lsn::new(lsn);
         self.records = records;
+        self
+    }
+    pub fn of_lineage(mut self, lineage: LineageId) -> Self {
+        self.lineage = Some(lineage);
         self
     }
     pub fn set(&self, b: Behaviour) {
@@ -227,6 +235,7 @@ impl RecoverySource for FakeSource {
                 lsn: self.lsn,
                 key_id: None,
                 label: candidate.label.clone(),
+                lineage: self.lineage,
             },
         })
     }
@@ -241,6 +250,32 @@ impl RecoverySource for FakeSource {
                 .cloned()
                 .collect(),
         ))
+    }
+    async fn wal_of(
+        &self,
+        lineage: LineageId,
+        after: Lsn,
+    ) -> Result<Option<ShippedWal>, SourceError> {
+        if self.lineage != Some(lineage) {
+            return Ok(Some(ShippedWal::default()));
+        }
+        Ok(self
+            .wal_after(after)
+            .await?
+            .map(|records| ShippedWal { records, gap: None }))
+    }
+    async fn head(&self) -> Result<Option<RemoteHead>, SourceError> {
+        if matches!(self.behaviour(), Behaviour::Unavailable) {
+            return Err(SourceError::Unavailable {
+                reason: "switched off".into(),
+            });
+        }
+        Ok(self.lineage.map(|lineage| RemoteHead {
+            lineage,
+            version: 1,
+            manifest_lsn: self.lsn,
+            shipped_lsn: self.records.last().map_or(Lsn::ZERO, |r| r.lsn),
+        }))
     }
 }
 
