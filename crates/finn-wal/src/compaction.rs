@@ -220,12 +220,7 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         report.bytes_out = report.bytes_in;
         return Ok(report);
     }
-    let synced = (|| {
-        fail::fail_point!("wal::compaction::sync", |_| Err(std::io::Error::other(
-            "fail point wal::compaction::sync"
-        )));
-        out.sync_all()
-    })();
+    let synced = sync_output(&out);
     synced.map_err(|e| cleanup(Error::io(&tmp, e)))?;
     drop(out);
     fail::fail_point!("wal::compaction::before_rename", |_| Err(Error::io(
@@ -286,4 +281,12 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         "compacted sealed segments"
     );
     Ok(report)
+}
+
+/// fsync of the compacted output with a fail point in front of it.
+fn sync_output(out: &std::fs::File) -> std::io::Result<()> {
+    fail::fail_point!("wal::compaction::sync", |_| Err(std::io::Error::other(
+        "fail point wal::compaction::sync"
+    )));
+    out.sync_all()
 }

@@ -236,12 +236,7 @@ impl Inner {
         // Write.
         let offset = w.write_offset;
         let active = Arc::clone(&w.active);
-        let written = (|| {
-            fail::fail_point!("wal::writer::write", |_| Err(std::io::Error::other(
-                "fail point wal::writer::write"
-            )));
-            active.file.write_all_at(&buf, offset)
-        })();
+        let written = write_frame(&active, &buf, offset);
         if let Err(e) = written {
             w.buf = buf;
             self.poison("write", &active.path, &e);
@@ -545,6 +540,14 @@ impl Inner {
         let target = self.last_lsn.load(Ordering::Acquire);
         self.wait_durable(w, target)
     }
+}
+
+/// `pwrite` of a whole frame group with a fail point in front of it.
+fn write_frame(segment: &Segment, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    fail::fail_point!("wal::writer::write", |_| Err(std::io::Error::other(
+        "fail point wal::writer::write"
+    )));
+    segment.file.write_all_at(buf, offset)
 }
 
 /// fdatasync with a fail point in front of it.
