@@ -268,6 +268,7 @@ pub(crate) fn swap_in(
     mut staging: Staging,
 ) -> Result<Option<PathBuf>, StageError> {
     staging.seal()?;
+    fail::fail_point!("recovery::swap::before_record");
     let state = layout.state_dir().to_owned();
     let state_parent = parent_of(&state);
     fs::create_dir_all(&state_parent).map_err(io_at(&state_parent))?;
@@ -291,6 +292,7 @@ pub(crate) fn swap_in(
     write_atomic(&record_path, &record_bytes).map_err(io_at(&record_path))?;
     // From here on, the staging directory belongs to the swap record, not to the Drop guard.
     staging.keep = true;
+    fail::fail_point!("recovery::swap::after_record");
     let staged = staging.dir.clone();
     let staging_root = staging.root.clone();
 
@@ -307,15 +309,18 @@ pub(crate) fn swap_in(
     let kept = if state_exists {
         match exchange(&staged, &state) {
             Ok(()) => {
+                fail::fail_point!("recovery::swap::after_exchange");
                 sync_dir(&state_parent).map_err(io_at(&state_parent))?;
                 sync_dir(&staging_root).map_err(io_at(&staging_root))?;
                 // The staging path now holds the previous state: keep it.
                 fs::rename(&staged, &aside).map_err(io_at(&staged))?;
+                fail::fail_point!("recovery::swap::after_aside");
             }
             Err(e) if exchange_unsupported(&e) => {
                 tracing::debug!(error = %e, "RENAME_EXCHANGE unsupported; two-rename swap");
                 fs::rename(&state, &aside).map_err(io_at(&state))?;
                 sync_dir(&state_parent).map_err(io_at(&state_parent))?;
+                fail::fail_point!("recovery::swap::between_renames");
                 fs::rename(&staged, &state).map_err(io_at(&staged))?;
             }
             Err(e) => {
@@ -333,6 +338,7 @@ pub(crate) fn swap_in(
     sync_dir(&state_parent).map_err(io_at(&state_parent))?;
     sync_dir(&staging_root).map_err(io_at(&staging_root))?;
     sync_dir(&aside_root).map_err(io_at(&aside_root))?;
+    fail::fail_point!("recovery::swap::before_done");
     remove_record(layout)?;
     Ok(kept)
 }
@@ -345,6 +351,10 @@ fn remove_record(layout: &Layout) -> Result<(), StageError> {
 }
 
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    // Lets tests take the two-rename path a filesystem without RENAME_EXCHANGE takes.
+    fail::fail_point!("recovery::swap::no_exchange", |_| Err(io::Error::from(
+        rustix::io::Errno::INVAL
+    )));
     rustix::fs::renameat_with(
         rustix::fs::CWD,
         a,

@@ -124,7 +124,11 @@ fn assert_tree_is_plain(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let t = e.file_type().unwrap();
-        assert!(t.is_file() || t.is_dir(), "{} is not plain", e.path().display());
+        assert!(
+            t.is_file() || t.is_dir(),
+            "{} is not plain",
+            e.path().display()
+        );
         if t.is_dir() {
             assert_tree_is_plain(&e.path());
         }

@@ -9,11 +9,14 @@
 //! - `tamper`: modified objects and manifests, revoked keys, path escapes, symlinks.
 //! - `boot_loop`: boot-loop detection across real processes (the test binary re-executes itself).
 //! - `crash`: SIGKILL at random points of a restore, in a child process.
+//! - `failpoints`: a crash (a panicking fail point) at every step of the restore swap, then a
+//!   normal boot.
 
 mod authority;
 mod boot_loop;
 mod crash;
 mod end_to_end;
+mod failpoints;
 mod scenarios;
 mod tamper;
 mod util;
