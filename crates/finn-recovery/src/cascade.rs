@@ -978,7 +978,17 @@ impl Cascade {
             match tokio::time::timeout_at(deadline.into(), fetch).await {
                 Ok(Ok(Some(wal))) => {
                     shipped.extend(wal.records);
-                    gaps.extend(wal.gap);
+                    if let Some((first_missing, last_missing)) = wal.gap {
+                        if let Some(lineage) = lineage {
+                            run.warn(Warning::ShippedGap {
+                                source: source.name().to_owned(),
+                                lineage,
+                                first_missing,
+                                last_missing,
+                            });
+                        }
+                        gaps.push((first_missing, last_missing));
+                    }
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => run.shipped_unreadable(source.name(), base, error_chain(&e)),

@@ -112,8 +112,10 @@
 //!   anything is written.
 //! - **Latest acknowledged state.** After a base state at LSN *n* is installed, every shipped
 //!   record above *n* is appended to the local WAL verbatim (`advance_to` + `append_replicated`),
-//!   so the WAL continues above them and no LSN is reused. A hole is reported
-//!   ([`DegradedReason::WalIncomplete`]).
+//!   so the WAL continues above them and no LSN is reused. A hole in the shipped WAL does not
+//!   discard it: the verified records before the hole are replayed, the hole is a
+//!   [`Warning::ShippedGap`] with its LSN range, and the boot is `DEGRADED`
+//!   ([`DegradedReason::WalIncomplete`]); `Strict` refuses before anything is installed.
 //! - **Boot loops are seen across processes.** The [`BootJournal`] (`recovery/boot-journal.json`,
 //!   written durably before anything else) counts boots that failed or died; `max_failures` (3)
 //!   inside `window` (10 min) → `LOOP_DETECTED`: no remote restore, local state or template, and

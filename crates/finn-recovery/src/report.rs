@@ -187,6 +187,18 @@ pub enum Warning {
         /// Why.
         reason: String,
     },
+    /// A source's shipped WAL has a hole: the records before it were replayed, those from
+    /// `first_missing` on were not (records beyond the hole cannot be applied without it).
+    ShippedGap {
+        /// The source.
+        source: String,
+        /// The lineage read.
+        lineage: LineageId,
+        /// The first missing LSN.
+        first_missing: Lsn,
+        /// The last missing LSN (the batch after the hole says it follows this one).
+        last_missing: Lsn,
+    },
     /// The restored WAL has a hole: records from `missing_from` on were not found anywhere.
     WalGap {
         /// The last LSN that could be restored.

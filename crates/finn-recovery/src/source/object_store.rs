@@ -79,6 +79,44 @@ impl ObjectStoreSource {
         self
     }
 
+    /// The shipped records of `lineage` in `(after, until]`, contiguous, each batch verified
+    /// (signature, record CRCs) by [`Reader::fetch_batch`]. Of overlapping objects (compaction
+    /// levels) the one starting lowest, then reaching furthest, is read.
+    async fn contiguous_until(
+        &self,
+        lineage: LineageId,
+        after: Lsn,
+        until: Lsn,
+    ) -> Result<Vec<Record>, SourceError> {
+        let objects = self.reader.wal_objects(lineage).await?;
+        let mut covered = after;
+        let mut out = Vec::new();
+        while covered < until {
+            let Some(next) = objects
+                .iter()
+                .filter(|o| o.name.last > covered)
+                .min_by_key(|o| (o.name.first, std::cmp::Reverse(o.name.last)))
+            else {
+                break;
+            };
+            let batch = self.reader.fetch_batch(&next.name).await?;
+            if batch.prev > covered {
+                break;
+            }
+            let before = covered;
+            for record in batch.records {
+                if record.lsn > covered && record.lsn <= until {
+                    covered = record.lsn;
+                    out.push(record);
+                }
+            }
+            if covered == before {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn unavailable(e: finn_checkpoint::Error) -> SourceError {
         SourceError::Unavailable {
             reason: e.to_string(),
@@ -189,8 +227,26 @@ impl RecoverySource for ObjectStoreSource {
         lineage: LineageId,
         after: Lsn,
     ) -> Result<Option<ShippedWal>, SourceError> {
-        let records = self.reader.shipped_after(lineage, after).await?;
-        Ok(Some(ShippedWal { records, gap: None }))
+        match self.reader.shipped_after(lineage, after).await {
+            Ok(records) => Ok(Some(ShippedWal { records, gap: None })),
+            Err(finn_checkpoint::Error::ShippedGap {
+                expected_prev,
+                found_prev,
+                first,
+                ..
+            }) => {
+                // The records before the hole are verified and contiguous: they are worth
+                // replaying. The fast reader gives nothing back on a hole, so read them again
+                // up to it.
+                tracing::warn!(%lineage, missing_from = %found_prev.next(), missing_to = %expected_prev, resumes_at = %first, "shipped wal has a hole");
+                let records = self.contiguous_until(lineage, after, found_prev).await?;
+                Ok(Some(ShippedWal {
+                    records,
+                    gap: Some((found_prev.next(), expected_prev)),
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn head(&self) -> Result<Option<RemoteHead>, SourceError> {

@@ -6,6 +6,7 @@
 //!   the anchors (`anchors.md` §11.3) mapped to a test (see the table at the top of the module).
 //! - `end_to_end`: a real local WAL, real object stores (LocalFileSystem; moto via
 //!   `FINN_TEST_S3_ENDPOINT`) and a real git bare repository.
+//! - `shipped`: shipped WAL after a restored base: holes, WAL for a base restored from git.
 //! - `tamper`: modified objects and manifests, revoked keys, path escapes, symlinks.
 //! - `boot_loop`: boot-loop detection across real processes (the test binary re-executes itself).
 //! - `crash`: SIGKILL at random points of a restore, in a child process.
@@ -18,5 +19,6 @@ mod crash;
 mod end_to_end;
 mod failpoints;
 mod scenarios;
+mod shipped;
 mod tamper;
 mod util;

@@ -1,0 +1,100 @@
+//! Shipped WAL after a restored base: holes, and WAL shipped for a base restored from git.
+
+use std::path::PathBuf;
+
+use finn_recovery::source::object_store::ObjectStoreSource;
+use finn_recovery::{Cascade, CascadeError, DegradedReason, Layout, Mode, State, Warning};
+use finn_wal::{Lsn, Record};
+
+use crate::end_to_end::{World, world};
+use crate::util::*;
+
+/// Every level-0 batch object of the world's store, with its LSN range.
+fn batches(w: &World) -> Vec<(u64, u64, PathBuf)> {
+    let mut out = Vec::new();
+    let wal = w.store_dir().join("agent/wal");
+    for lineage in std::fs::read_dir(&wal).unwrap() {
+        for object in std::fs::read_dir(lineage.unwrap().path()).unwrap() {
+            let path = object.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mut parts = name.trim_end_matches(".batch").split('-');
+            let first: u64 = parts.next().unwrap().parse().unwrap();
+            let last: u64 = parts.next().unwrap().parse().unwrap();
+            out.push((first, last, path));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A batch object lost from the middle of the shipped WAL: the records before the hole are
+/// replayed, the hole is reported with its LSN range, and the boot is degraded; strict mode
+/// refuses and installs nothing.
+#[tokio::test]
+async fn a_shipped_gap_replays_the_records_before_it_and_degrades() {
+    let w = world(None, 1, 150).await;
+    // The second batch after the checkpoint goes missing.
+    let after: Vec<_> = batches(&w)
+        .into_iter()
+        .filter(|(first, _, _)| *first > w.checkpoint_lsn.get())
+        .collect();
+    let (hole_first, hole_last, path) = after[1].clone();
+    std::fs::remove_file(path).unwrap();
+    let before_hole = after[0].1;
+    assert_eq!(before_hole + 1, hole_first);
+    std::fs::remove_dir_all(&w.data).unwrap();
+    let cascade = |mode| {
+        Cascade::builder(Layout::new(&w.data))
+            .wal_options(wal_options())
+            .mode(mode)
+            .source(ObjectStoreSource::new(w.remote.clone(), w.keyring()))
+            .build()
+    };
+
+    let err = cascade(Mode::Strict).run().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CascadeError::StrictRefused { reason: DegradedReason::WalIncomplete { missing_from, .. }, .. }
+                if missing_from.get() == hole_first
+        ),
+        "{err:?}"
+    );
+    assert!(!w.data.join("state").exists(), "strict installed nothing");
+
+    let recovery = cascade(Mode::Degraded).run().await.unwrap();
+    let report = recovery.report();
+    assert_eq!(report.state, State::Degraded, "{report:#?}");
+    assert_eq!(
+        report.degraded,
+        Some(DegradedReason::WalIncomplete {
+            last_lsn: Lsn::new(before_hole),
+            missing_from: Lsn::new(hole_first),
+        })
+    );
+    assert!(
+        report.warnings.iter().any(|x| matches!(
+            x,
+            Warning::ShippedGap { first_missing, last_missing, .. }
+                if first_missing.get() == hole_first && last_missing.get() == hole_last
+        )),
+        "{:#?}",
+        report.warnings
+    );
+    assert_eq!(read_tree(&w.data.join("state")), w.checkpointed);
+    // Every record before the hole is live, verbatim.
+    let expected: Vec<Record> = w
+        .records
+        .iter()
+        .filter(|r| r.lsn > w.checkpoint_lsn && r.lsn.get() <= before_hole)
+        .cloned()
+        .collect();
+    assert_eq!(report.wal_records_restored, expected.len() as u64);
+    let live: Vec<Record> = recovery
+        .wal()
+        .iter_from(w.checkpoint_lsn.next())
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(live, expected);
+}
