@@ -15,6 +15,11 @@
 //!    the staging directory; tree entries that are symlinks or submodules refuse the commit;
 //! 3. the cascade verifies size and blake3 of every staged file against the manifest (the
 //!    anchors compared the git manifest with the *live* directory instead).
+//!
+//! The staged manifest names its lineage, so when the object store is reachable but none of its
+//! manifests verifies, the cascade still replays the WAL the object store shipped for that
+//! lineage after the git base (verified batches only) via
+//! [`RecoverySource::wal_of`](crate::RecoverySource::wal_of).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -428,7 +433,9 @@ impl RecoverySource for GitSource {
                 lsn: signed.covered_lsn,
                 key_id: Some(signed.signer.to_string()),
                 label: format!("{}@{commit}", self.branch),
-                lineage: None,
+                // The archive mirrors the object store's checkpoints: with the lineage, the
+                // cascade fetches the WAL the object store shipped after this base.
+                lineage: Some(signed.lineage),
             },
         })
     }

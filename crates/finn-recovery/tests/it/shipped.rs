@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
+use finn_recovery::source::git::GitSource;
 use finn_recovery::source::object_store::ObjectStoreSource;
 use finn_recovery::{Cascade, CascadeError, DegradedReason, Layout, Mode, State, Warning};
 use finn_wal::{Lsn, Record};
 
-use crate::end_to_end::{World, world};
+use crate::end_to_end::{World, git_archive, world};
 use crate::util::*;
 
 /// Every level-0 batch object of the world's store, with its LSN range.
@@ -90,6 +91,61 @@ async fn a_shipped_gap_replays_the_records_before_it_and_degrades() {
         .cloned()
         .collect();
     assert_eq!(report.wal_records_restored, expected.len() as u64);
+    let live: Vec<Record> = recovery
+        .wal()
+        .iter_from(w.checkpoint_lsn.next())
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(live, expected);
+}
+
+/// Every manifest in the object store fails verification, so the base comes from the git
+/// archive; the object store is still reachable, and the WAL it shipped for the git manifest's
+/// lineage after that base is replayed: the state is the latest, not the archived checkpoint.
+#[tokio::test]
+async fn a_git_base_gets_the_wal_the_object_store_shipped_for_its_lineage() {
+    let w = world(None, 2, 60).await;
+    let bare = git_archive(&w).await;
+    for entry in std::fs::read_dir(w.store_dir().join("agent/manifests")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    std::fs::remove_dir_all(&w.data).unwrap();
+    let recovery = Cascade::builder(Layout::new(&w.data))
+        .wal_options(wal_options())
+        .mode(Mode::Strict)
+        .source(ObjectStoreSource::new(w.remote.clone(), w.keyring()))
+        .source(
+            GitSource::new(bare.to_str().unwrap(), w.keyring())
+                .with_cache_dir(w.root.path().join("git-cache")),
+        )
+        .build()
+        .run()
+        .await
+        .unwrap();
+    let report = recovery.report();
+    assert_eq!(report.state, State::Running, "{report:#?}");
+    assert_eq!(report.source.as_ref().unwrap().name, "git");
+    assert!(report.warnings.iter().any(
+        |x| matches!(x, Warning::CandidateSkipped { source, .. } if source == "object-store")
+    ));
+    let manifest = report.manifest.as_ref().unwrap();
+    assert_eq!(manifest.lsn, w.checkpoint_lsn);
+    assert!(manifest.lineage.is_some());
+    assert_eq!(report.lineage, manifest.lineage);
+    assert_eq!(read_tree(&w.data.join("state")), w.checkpointed);
+    let expected: Vec<Record> = w
+        .records
+        .iter()
+        .filter(|r| r.lsn > w.checkpoint_lsn)
+        .cloned()
+        .collect();
+    assert_eq!(expected.len(), 60);
+    assert_eq!(report.wal_records_restored, 60);
     let live: Vec<Record> = recovery
         .wal()
         .iter_from(w.checkpoint_lsn.next())
