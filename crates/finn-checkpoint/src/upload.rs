@@ -57,6 +57,10 @@ impl CheckpointInput {
 
     /// Every regular file under `dir` (recursively), at its path relative to `dir`. Symbolic
     /// links are refused (a checkpoint holds content, not links that could point anywhere).
+    ///
+    /// In-flight atomic writes are skipped: a file named `.<name>.<…>.tmp` is the temporary of
+    /// a temp-then-rename replacement (`finn_wal::fs::write_atomic`, finn-identity's writer)
+    /// that another thread may rename away at any moment; its content is never state.
     pub fn from_dir(dir: impl AsRef<Path>, covered_lsn: crate::Lsn) -> Result<Self, Error> {
         let root = dir.as_ref();
         let mut input = Self::new(covered_lsn);
@@ -79,6 +83,9 @@ impl CheckpointInput {
                 if ty.is_dir() {
                     stack.push(p);
                 } else if ty.is_file() {
+                    if is_atomic_write_temporary(&entry.file_name()) {
+                        continue;
+                    }
                     let cp = CheckpointPath::from_relative(root, &p).map_err(|defect| {
                         Error::InvalidPath {
                             path: p.display().to_string(),
@@ -134,6 +141,12 @@ impl CheckpointInput {
     pub fn covered_lsn(&self) -> crate::Lsn {
         self.covered_lsn
     }
+}
+
+/// True for the temporary of a temp-then-rename write: `.<name>.<…>.tmp`.
+fn is_atomic_write_temporary(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.len() > ".tmp".len() + 1 && n.starts_with('.') && n.ends_with(".tmp"))
 }
 
 /// Upload settings.
@@ -446,5 +459,31 @@ impl ReadInto for HashingReader {
 impl ReadInto for zstd::stream::read::Encoder<'static, std::io::BufReader<HashingReader>> {
     fn content_hash(&self) -> [u8; 32] {
         *self.get_ref().get_ref().hasher.finalize().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint of a directory another thread writes into with temp-then-rename must not
+    /// list the temporary: it may be renamed away before it is read, failing the checkpoint
+    /// (found by `cargo xtask crash --target runtime`: identity edits during a checkpoint).
+    #[test]
+    fn from_dir_skips_in_flight_atomic_write_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "BEAUVOIR.md",
+            ".BEAUVOIR.md.1040.30.tmp",
+            ".hidden",
+            "notes.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("learning")).unwrap();
+        std::fs::write(dir.path().join("learning/.snapshot.json.7.1.tmp"), b"x").unwrap();
+        let input = CheckpointInput::from_dir(dir.path(), crate::Lsn::new(1)).unwrap();
+        let paths: Vec<&str> = input.files.keys().map(CheckpointPath::as_str).collect();
+        assert_eq!(paths, [".hidden", "BEAUVOIR.md", "notes.tmp"]);
     }
 }
