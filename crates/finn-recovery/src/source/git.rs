@@ -19,7 +19,7 @@
 //! The staged manifest names its lineage, so when the object store is reachable but none of its
 //! manifests verifies, the cascade still replays the WAL the object store shipped for that
 //! lineage after the git base (verified batches only) via
-//! [`RecoverySource::wal_of`](crate::RecoverySource::wal_of).
+//! [`RecoverySource::wal_of`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
