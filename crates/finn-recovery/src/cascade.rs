@@ -12,6 +12,7 @@ use std::time::Instant;
 use finn_checkpoint::LineageId;
 use finn_wal::{Lsn, Record, Wal};
 
+use crate::aside::{self, AsideRetention};
 use crate::error::{CascadeError, SourceFailure};
 use crate::layout::Layout;
 use crate::loop_guard::{BootJournal, Clock, Outcome, SystemClock};
@@ -49,6 +50,7 @@ pub struct CascadeBuilder {
     wal_options: finn_wal::Options,
     events: EventSink,
     confirmation: BootConfirmation,
+    aside: AsideRetention,
 }
 
 impl CascadeBuilder {
@@ -117,6 +119,13 @@ impl CascadeBuilder {
         self
     }
 
+    /// How long sets in `recovery/aside/` are kept. Default: the newest 3, and all younger
+    /// than 7 days ([`AsideRetention::default`]); [`AsideRetention::keep_all`] never deletes.
+    pub fn aside_retention(mut self, retention: AsideRetention) -> Self {
+        self.aside = retention;
+        self
+    }
+
     /// The cascade.
     pub fn build(mut self) -> Cascade {
         // Stable: within a tier, the order the sources were added.
@@ -132,6 +141,7 @@ impl CascadeBuilder {
             wal_options: self.wal_options,
             events: self.events,
             confirmation: self.confirmation,
+            aside: self.aside,
         }
     }
 }
@@ -150,6 +160,7 @@ pub struct Cascade {
     wal_options: finn_wal::Options,
     events: EventSink,
     confirmation: BootConfirmation,
+    aside: AsideRetention,
 }
 
 /// A process that came up: the report, the open local WAL (positioned after every restored
@@ -235,6 +246,7 @@ impl Cascade {
             wal_options: finn_wal::Options::default(),
             events: EventSink::default(),
             confirmation: BootConfirmation::default(),
+            aside: AsideRetention::default(),
         }
     }
 
@@ -259,7 +271,7 @@ impl Cascade {
         })?;
         let _lock = lock(&self.layout.lock_path())?;
 
-        let repaired = stage::repair(&self.layout)?;
+        let repaired = stage::repair(&self.layout, run.aside_set)?;
         if repaired.rolled_forward {
             tracing::warn!("completed a state swap interrupted by a crash");
         }
@@ -300,6 +312,18 @@ impl Cascade {
         run.report.total = run.started.elapsed();
         match result {
             Ok((state, wal)) => {
+                // Only a run that came up prunes: a failing boot keeps every bit of evidence.
+                match aside::prune(
+                    &self.layout.aside_root(),
+                    self.aside,
+                    self.clock.now_ms(),
+                    run.aside_set,
+                ) {
+                    Ok(pruned) => run.report.aside_pruned = pruned,
+                    Err(e) => run.warn(Warning::AsideNotPruned {
+                        reason: error_chain(&e),
+                    }),
+                }
                 run.finish(state);
                 run.report.wal_last_lsn = wal.last_lsn();
                 run.report.wal_first_lsn = wal.first_lsn();
@@ -361,7 +385,7 @@ impl Cascade {
                 (self.layout.state_dir(), "clean-state"),
                 (self.layout.wal_dir(), "clean-wal"),
             ] {
-                if let Some(aside) = stage::set_aside(&self.layout, path, what)? {
+                if let Some(aside) = stage::set_aside(&self.layout, path, what, run.aside_set)? {
                     run.warn(Warning::SetAside {
                         what: what.into(),
                         to: aside.clone(),
@@ -475,7 +499,7 @@ impl Cascade {
             };
             run.report.files_restored = staged.files.len();
             run.report.bytes_restored = staged.files.iter().map(|f| f.size).sum();
-            let previous = stage::swap_in(&self.layout, staging)?;
+            let previous = stage::swap_in(&self.layout, staging, run.aside_set)?;
             run.events.emit(Event::Swapped {
                 previous_kept_at: previous.clone(),
             });
@@ -500,9 +524,12 @@ impl Cascade {
                     // keep it aside (its records were acknowledged here) and continue from
                     // the restored history.
                     drop(wal);
-                    if let Some(aside) =
-                        stage::set_aside(&self.layout, self.layout.wal_dir(), "diverged-wal")?
-                    {
+                    if let Some(aside) = stage::set_aside(
+                        &self.layout,
+                        self.layout.wal_dir(),
+                        "diverged-wal",
+                        run.aside_set,
+                    )? {
                         run.warn(Warning::SetAside {
                             what: "wal".into(),
                             to: aside.clone(),
@@ -742,9 +769,12 @@ impl Cascade {
                 run.warn(Warning::LocalIntegrity {
                     reason: format!("local WAL: {e}"),
                 });
-                if let Some(aside) =
-                    stage::set_aside(&self.layout, self.layout.wal_dir(), "corrupt-wal")?
-                {
+                if let Some(aside) = stage::set_aside(
+                    &self.layout,
+                    self.layout.wal_dir(),
+                    "corrupt-wal",
+                    run.aside_set,
+                )? {
                     run.warn(Warning::SetAside {
                         what: "wal".into(),
                         to: aside.clone(),
@@ -1117,6 +1147,8 @@ struct Run<'a> {
     /// The kept local state and the remote are different lines of history.
     fork: Option<DegradedReason>,
     deadline_hit: bool,
+    /// The ULID everything this run sets aside is named with (one aside set per run).
+    aside_set: ulid::Ulid,
 }
 
 impl<'a> Run<'a> {
@@ -1136,6 +1168,7 @@ impl<'a> Run<'a> {
             wal_diverged: None,
             fork: None,
             deadline_hit: false,
+            aside_set: ulid::Ulid::new(),
         }
     }
 

@@ -9,7 +9,7 @@
 //!     boot-journal.json         the boot journal (loop_guard.rs)
 //!     swap.json                 present only while a staged state is being swapped in
 //!     staging/<ulid>/           a candidate state being staged and verified
-//!     aside/<ulid>-<what>/      previous states, WALs and interrupted swaps; never deleted
+//!     aside/<ulid>-<what>/      previous states, WALs and interrupted swaps (AsideRetention)
 //! ```
 //!
 //! The state directory and the recovery directory must be on the same filesystem: the swap is a

@@ -28,7 +28,8 @@ pub enum Mode {
     #[default]
     Degraded,
     /// Fresh start from the template. The existing state directory and WAL are moved aside into
-    /// `recovery/aside/` (never deleted); no source is consulted.
+    /// `recovery/aside/` (kept by [`AsideRetention`](crate::AsideRetention)); no source is
+    /// consulted.
     Clean,
 }
 

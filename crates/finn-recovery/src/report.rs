@@ -221,6 +221,11 @@ pub enum Warning {
     },
     /// A clean start was requested: existing state was set aside.
     CleanStart,
+    /// Pruning `recovery/aside/` failed; nothing else depends on it and the boot went on.
+    AsideNotPruned {
+        /// Why.
+        reason: String,
+    },
     /// The local state and the remote's newest history are different lines of history; the
     /// local state was kept (see [`DegradedReason::LineageFork`]).
     LineageFork {
@@ -281,6 +286,9 @@ pub struct RecoveryReport {
     pub wal_last_lsn: Lsn,
     /// Where previous state directories, WALs or staging leftovers were kept.
     pub set_aside: Vec<PathBuf>,
+    /// Old entries of `recovery/aside/` deleted by the [`AsideRetention`](crate::AsideRetention)
+    /// policy at the end of this run, oldest first.
+    pub aside_pruned: Vec<PathBuf>,
     /// Time per phase, in the order the phases were first entered.
     pub phases: Vec<PhaseTiming>,
     /// Total run time.
@@ -307,6 +315,7 @@ impl RecoveryReport {
             wal_first_lsn: None,
             wal_last_lsn: Lsn::ZERO,
             set_aside: Vec::new(),
+            aside_pruned: Vec::new(),
             phases: Vec::new(),
             total: Duration::ZERO,
             warnings: Vec::new(),

@@ -266,6 +266,7 @@ const SWAP_FORMAT: &str = "finn-recovery/swap";
 pub(crate) fn swap_in(
     layout: &Layout,
     mut staging: Staging,
+    set: ulid::Ulid,
 ) -> Result<Option<PathBuf>, StageError> {
     staging.seal()?;
     fail::fail_point!("recovery::swap::before_record");
@@ -277,7 +278,7 @@ pub(crate) fn swap_in(
     fs::create_dir_all(&aside_root).map_err(io_at(&aside_root))?;
 
     let staging_name = file_name(&staging.dir);
-    let aside_name = format!("{}-replaced-state", ulid::Ulid::new());
+    let aside_name = crate::aside::free_name(&aside_root, set, "replaced-state");
     let aside = aside_root.join(&aside_name);
     let record_path = layout.swap_record();
     let record = SwapRecord {
@@ -385,7 +386,7 @@ pub(crate) struct Repair {
 
 /// Finishes or cleans up after a crash: completes an interrupted swap from `swap.json`, and
 /// removes staging directories of candidates that never reached the swap.
-pub(crate) fn repair(layout: &Layout) -> Result<Repair, StageError> {
+pub(crate) fn repair(layout: &Layout, set: ulid::Ulid) -> Result<Repair, StageError> {
     let mut out = Repair::default();
     let record_path = layout.swap_record();
     let staging_root = layout.staging_root();
@@ -447,7 +448,11 @@ pub(crate) fn repair(layout: &Layout) -> Result<Repair, StageError> {
                 if unreadable_record {
                     let aside_root = layout.aside_root();
                     fs::create_dir_all(&aside_root).map_err(io_at(&aside_root))?;
-                    let aside = aside_root.join(format!("{}-unknown-staging", ulid::Ulid::new()));
+                    let aside = aside_root.join(crate::aside::free_name(
+                        &aside_root,
+                        set,
+                        "unknown-staging",
+                    ));
                     fs::rename(&path, &aside).map_err(io_at(&path))?;
                     out.set_aside.push(aside);
                 } else {
@@ -468,12 +473,13 @@ pub(crate) fn repair(layout: &Layout) -> Result<Repair, StageError> {
     Ok(out)
 }
 
-/// Moves `path` (the state directory or the WAL directory) into `recovery/aside/<ulid>-<what>`.
+/// Moves `path` (the state directory or the WAL directory) into `recovery/aside/<set>-<what>`.
 /// Returns the new location, or `None` if `path` did not exist.
 pub(crate) fn set_aside(
     layout: &Layout,
     path: &Path,
     what: &str,
+    set: ulid::Ulid,
 ) -> Result<Option<PathBuf>, StageError> {
     match fs::symlink_metadata(path) {
         Ok(_) => {}
@@ -487,7 +493,7 @@ pub(crate) fn set_aside(
     }
     let aside_root = layout.aside_root();
     fs::create_dir_all(&aside_root).map_err(io_at(&aside_root))?;
-    let aside = aside_root.join(format!("{}-{what}", ulid::Ulid::new()));
+    let aside = aside_root.join(crate::aside::free_name(&aside_root, set, what));
     fs::rename(path, &aside).map_err(io_at(path))?;
     let parent = parent_of(path);
     sync_dir(&parent).map_err(io_at(&parent))?;
@@ -568,7 +574,9 @@ mod tests {
 
         let mut staging = Staging::new_in(&layout.staging_root()).unwrap();
         staging.write(&p("a/b/new.txt"), b"new").unwrap();
-        let kept = swap_in(&layout, staging).unwrap().unwrap();
+        let kept = swap_in(&layout, staging, ulid::Ulid::new())
+            .unwrap()
+            .unwrap();
 
         assert_eq!(
             read_tree(layout.state_dir()),
@@ -626,7 +634,7 @@ mod tests {
             aside: "x-replaced-state".into(),
         };
         write_atomic(&layout.swap_record(), &serde_json::to_vec(&record).unwrap()).unwrap();
-        let r = repair(&layout).unwrap();
+        let r = repair(&layout, ulid::Ulid::new()).unwrap();
         assert!(r.rolled_forward);
         assert_eq!(
             read_tree(layout.state_dir()),
@@ -653,7 +661,7 @@ mod tests {
             aside: "y-replaced-state".into(),
         };
         write_atomic(&layout.swap_record(), &serde_json::to_vec(&record).unwrap()).unwrap();
-        let r = repair(&layout).unwrap();
+        let r = repair(&layout, ulid::Ulid::new()).unwrap();
         assert!(!r.rolled_forward);
         assert_eq!(r.removed_partial, 1);
         assert_eq!(

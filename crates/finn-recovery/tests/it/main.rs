@@ -1,5 +1,6 @@
 //! finn-recovery integration tests, one binary.
 //!
+//! - `aside`: retention of `recovery/aside/` sets.
 //! - `authority`: which state wins at boot: an intact local state against the remote (keep,
 //!   replace when behind on the same lineage or damaged, fork).
 //! - `scenarios`: the cascade's behaviour with in-process sources, and every recovery scenario of
@@ -13,6 +14,7 @@
 //! - `failpoints`: a crash (a panicking fail point) at every step of the restore swap, then a
 //!   normal boot.
 
+mod aside;
 mod authority;
 mod boot_loop;
 mod crash;
