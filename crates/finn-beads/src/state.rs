@@ -140,6 +140,10 @@ type PoolKey = (
 struct Index {
     /// target -> beads with an edge that affects readiness pointing at it.
     dependents: HashMap<String, HashSet<String>>,
+    /// spawner -> beads with a `waits-for` edge gated on its children (keyed by the edge's
+    /// target and, if its metadata names another one, by that spawner too). Only these must
+    /// re-check when a child of the spawner changes; most stores have none.
+    waiters: HashMap<String, HashSet<String>>,
     /// parent -> children (`parent-child` edges).
     children: HashMap<String, HashSet<String>>,
     /// Beads with at least one direct blocker.
@@ -349,6 +353,13 @@ impl State {
                 {
                     s.remove(id);
                 }
+                if d.dep_type == DepType::WaitsFor {
+                    for spawner in waits_for_keys(d) {
+                        if let Some(s) = ix.waiters.get_mut(spawner) {
+                            s.remove(id);
+                        }
+                    }
+                }
                 if d.dep_type == DepType::ParentChild {
                     if let Some(s) = ix.children.get_mut(&d.depends_on_id) {
                         s.remove(id);
@@ -364,6 +375,14 @@ impl State {
                         .entry(d.depends_on_id.clone())
                         .or_default()
                         .insert(id.to_owned());
+                }
+                if d.dep_type == DepType::WaitsFor {
+                    for spawner in waits_for_keys(d) {
+                        ix.waiters
+                            .entry(spawner.to_owned())
+                            .or_default()
+                            .insert(id.to_owned());
+                    }
                 }
                 if d.dep_type == DepType::ParentChild {
                     ix.children
@@ -685,9 +704,17 @@ impl State {
 
 fn mark_waiters(ix: &mut Index, parent: &str) {
     // Beads waiting for the children of `parent` must re-check their gate.
-    if let Some(w) = ix.dependents.get(parent) {
+    if let Some(w) = ix.waiters.get(parent) {
         ix.dirty.extend(w.iter().cloned());
     }
+}
+
+/// The spawners a `waits-for` edge is indexed under: its target and, when the metadata names a
+/// different spawner, that one too.
+fn waits_for_keys(d: &crate::bead::Dependency) -> impl Iterator<Item = &str> {
+    let target = d.depends_on_id.as_str();
+    let spawner = waits_for_spawner(d).filter(|s| *s != target);
+    std::iter::once(target).chain(spawner)
 }
 
 fn waits_for_spawner(d: &crate::bead::Dependency) -> Option<&str> {
