@@ -21,9 +21,9 @@ use serde::Serialize;
 use crate::bead::{Bead, Status};
 use crate::error::Error;
 use crate::jsonl::{Line, LineError, parse_line};
-use crate::store::Store;
+use crate::store::{Split, Store};
 use crate::timestamp::Timestamp;
-use crate::tx::Tx;
+use crate::tx::{Tx, raw_bead_json};
 
 /// Most records per WAL batch during an import (batches are also capped at a quarter of the
 /// WAL segment size).
@@ -129,7 +129,7 @@ impl Store {
 
     fn import_lines(
         &self,
-        lines: Vec<(u64, Line, usize)>,
+        lines: Vec<ParsedLine>,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
         for (n, line, _) in &lines {
@@ -157,39 +157,32 @@ impl Store {
             self.read(|state| {
                 let limits = &self.options().limits;
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                let lines = lines.into_iter().map(|(n, l, _)| (n, l)).collect();
                 merge(&mut tx, lines, &incoming, &mut report);
             });
             return Ok(report);
         }
-        // Each chunk is one atomic WAL batch. A crash between chunks leaves a prefix applied;
-        // running the same import again completes it (already-applied records are unchanged).
-        // Batches stay well inside one WAL segment (a batch frame cannot span segments).
-        let budget = usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX);
-        let mut lines = lines.into_iter().peekable();
-        while lines.peek().is_some() {
-            let mut chunk: Vec<(u64, Line)> = Vec::new();
-            let mut bytes = 0usize;
-            while let Some((_, _, len)) = lines.peek() {
-                if !chunk.is_empty() && (chunk.len() >= IMPORT_CHUNK || bytes + len > budget) {
-                    break;
-                }
-                bytes += len;
-                if let Some((n, l, _)) = lines.next() {
-                    chunk.push((n, l));
-                }
-            }
-            self.transact(|tx| {
-                merge(tx, chunk, &incoming, &mut report);
-                Ok(())
-            })?;
-        }
+        // The records go to the WAL as atomic batches of at most IMPORT_CHUNK records that stay
+        // well inside one WAL segment (a batch frame cannot span segments), appended without a
+        // sync each and made durable by one sync at the end. A crash leaves a prefix of the
+        // batches; running the same import again completes it (applied records are unchanged).
+        let split = Split {
+            max_records: IMPORT_CHUNK,
+            max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
+        };
+        self.transact_with(Some(split), |tx| {
+            merge(tx, lines, &incoming, &mut report);
+            Ok(())
+        })?;
         Ok(report)
     }
 }
 
-/// Parses every line, keeping each line's byte length to size the WAL batches.
-fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<(u64, Line, usize)>, Error> {
+/// A parsed line: its number, its content and, for a bead, the text to put in the WAL as it is.
+type ParsedLine = (u64, Line, Option<Box<str>>);
+
+/// Parses every line, keeping its line number and, for a bead, the text it came from when that
+/// can go into the WAL as it is (see [`raw_bead_json`]).
+fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Error> {
     let err = |source| Error::Import {
         path: path.to_owned(),
         source,
@@ -210,17 +203,23 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<(u64, Line, usi
             continue;
         }
         let parsed = parse_line(text).map_err(|source| err(LineError::Json { line, source }))?;
-        out.push((line, parsed, text.len()));
+        // Only the fast path of `parse_line` deserializes the bead from the text itself; a line
+        // with `_type` goes through a JSON map first, and is encoded from the typed bead.
+        let raw = match &parsed {
+            Line::Issue(_) if !text.contains("\"_type\"") => raw_bead_json(text),
+            _ => None,
+        };
+        out.push((line, parsed, raw));
     }
 }
 
 fn merge(
     tx: &mut Tx<'_>,
-    lines: Vec<(u64, Line)>,
+    lines: Vec<ParsedLine>,
     incoming_ids: &HashSet<String>,
     report: &mut ImportReport,
 ) {
-    for (_, line) in lines {
+    for (_, line, raw) in lines {
         match line {
             Line::Issue(b) => {
                 let b = *b;
@@ -240,7 +239,7 @@ fn merge(
                 match decision {
                     Decision::Create => {
                         report.created.push(b.id.clone());
-                        tx.put_imported(b, None);
+                        tx.put_imported(b, None, raw);
                     }
                     Decision::Update => {
                         // Keep a live lease only if the incoming record still shows the holder.
@@ -249,7 +248,7 @@ fn merge(
                                 && b.assignee.as_deref() == Some(l.worker.as_str())
                         });
                         report.updated.push(b.id.clone());
-                        tx.put_imported(b, lease);
+                        tx.put_imported(b, lease, raw);
                     }
                     Decision::Unchanged => report.unchanged += 1,
                     Decision::Older => report.skipped_older.push(SkippedOlder {

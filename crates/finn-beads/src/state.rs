@@ -324,6 +324,11 @@ impl State {
         }
     }
 
+    /// Makes room for `additional` more beads in one allocation (bulk imports).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.beads.reserve(additional);
+    }
+
     pub(crate) fn put_record(&mut self, lsn: Lsn, key: String, record: Map<String, Value>) {
         self.records.insert(key, record);
         if lsn > self.lsn {

@@ -47,8 +47,8 @@ pub struct Options {
     /// Directory sharing. Default: [`Sharing::Exclusive`].
     pub sharing: Sharing,
     /// Options of the WAL. Default: `finn_wal::Options::default()` (durability `Sync`) with
-    /// [`DEFAULT_SEGMENT_SIZE`]-byte segments: beads are small, and opening a WAL scans the
-    /// preallocated tail of its newest segment, which [`Sharing::MultiProcess`] does per write.
+    /// [`DEFAULT_SEGMENT_SIZE`]-byte segments: beads are small, and every new segment is
+    /// zero-filled and synced when it is created.
     pub wal: finn_wal::Options,
     /// Validation limits. Default: the anchors' limits ([`Limits::default`]).
     pub limits: Limits,
@@ -253,13 +253,24 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn transact<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, Error>) -> Result<R, Error> {
+        self.transact_with(None, f)
+    }
+
+    /// Like [`Store::transact`], but with `split` the records go to the WAL as several atomic
+    /// batches (appended without a sync each, then made durable by one sync) and are applied
+    /// only once all of them are durable. A crash leaves a prefix of the batches.
+    pub(crate) fn transact_with<R>(
+        &self,
+        split: Option<Split>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let mut inner = self.lock_inner();
         let Inner { state, backend } = &mut *inner;
         match backend {
-            Backend::Owned { wal, .. } => commit(wal, state, &self.options, self.now(), f),
+            Backend::Owned { wal, .. } => commit(wal, state, &self.options, self.now(), split, f),
             Backend::Shared(wal) => {
                 catch_up(wal, state)?;
-                commit(wal, state, &self.options, self.now(), f)
+                commit(wal, state, &self.options, self.now(), split, f)
             }
             Backend::MultiProcess { wal_dir, lock } => {
                 let _guard = FileLock::acquire(lock, &wal_dir.with_file_name(LOCK_FILE))?;
@@ -267,7 +278,7 @@ impl Store {
                 catch_up(&wal, state)?;
                 // The clock is read under the lock so timestamps follow the append order.
                 let now = self.now();
-                commit(&wal, state, &self.options, now, f)
+                commit(&wal, state, &self.options, now, split, f)
             }
         }
     }
@@ -299,11 +310,21 @@ impl Store {
     }
 }
 
+/// Limits of the WAL batches a split transaction is cut into.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Split {
+    /// Most records per batch.
+    pub(crate) max_records: usize,
+    /// Most encoded bytes (keys and payloads) per batch; a batch frame must fit in a segment.
+    pub(crate) max_bytes: usize,
+}
+
 fn commit<R>(
     wal: &Wal,
     state: &mut State,
     options: &Options,
     now: Timestamp,
+    split: Option<Split>,
     f: impl FnOnce(&mut Tx<'_>) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let mut tx = Tx::new(state, &options.limits, &options.id_prefix, now);
@@ -312,18 +333,65 @@ fn commit<R>(
         return Ok(out);
     }
     let parts = tx.into_parts().map_err(Error::Encode)?;
-    let (records, pending): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
     let durability = match &options.wal.durability {
         Durability::None => Durability::None,
         _ => Durability::Sync,
     };
-    let lsns = wal.append_batch(records, durability)?;
-    for (p, lsn) in pending.into_iter().zip(lsns) {
+    let Some(split) = split else {
+        let (records, pending): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let lsns = wal.append_batch(records, durability)?;
+        for (p, lsn) in pending.into_iter().zip(lsns) {
+            p.apply(state, lsn);
+        }
+        state.settle();
+        return Ok(out);
+    };
+    // Several atomic batches, one sync. Nothing is applied before everything appended is
+    // durable, so a failed sync leaves the state at the last acknowledged write.
+    let mut appended = Vec::with_capacity(parts.len());
+    let mut failed = None;
+    let mut parts = parts.into_iter().peekable();
+    while parts.peek().is_some() {
+        let mut records = Vec::new();
+        let mut pending = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((r, _)) = parts.peek() {
+            let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + RECORD_OVERHEAD;
+            if !records.is_empty()
+                && (records.len() >= split.max_records || bytes + len > split.max_bytes)
+            {
+                break;
+            }
+            bytes += len;
+            if let Some((r, p)) = parts.next() {
+                records.push(r);
+                pending.push(p);
+            }
+        }
+        match wal.append_batch(records, Durability::None) {
+            Ok(lsns) => appended.extend(pending.into_iter().zip(lsns)),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if !appended.is_empty() && durability == Durability::Sync {
+        wal.sync()?;
+    }
+    state.reserve(appended.len());
+    for (p, lsn) in appended {
         p.apply(state, lsn);
     }
     state.settle();
-    Ok(out)
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
 }
+
+/// Bytes a WAL record adds to its key and payload (record header, frame share).
+const RECORD_OVERHEAD: usize = 64;
 
 /// Folds every bead record after the state's LSN into it.
 pub(crate) fn catch_up(wal: &Wal, state: &mut State) -> Result<(), Error> {

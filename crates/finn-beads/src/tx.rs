@@ -48,6 +48,9 @@ pub(crate) struct Staged {
     pub(crate) bead: Bead,
     pub(crate) lease: Option<Lease>,
     pub(crate) changes: Vec<Change>,
+    /// JSON text that deserializes to exactly `bead` (an imported line), written into the WAL
+    /// payload as it is instead of serializing `bead` again.
+    pub(crate) raw: Option<Box<str>>,
 }
 
 /// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
@@ -155,20 +158,31 @@ impl<'s> Tx<'s> {
     }
 
     fn stage(&mut self, bead: Bead, lease: Option<Lease>, change: Change) {
-        let id = bead.id.clone();
-        match self.staged.get_mut(&id) {
+        self.stage_raw(bead, lease, change, None);
+    }
+
+    fn stage_raw(
+        &mut self,
+        bead: Bead,
+        lease: Option<Lease>,
+        change: Change,
+        raw: Option<Box<str>>,
+    ) {
+        match self.staged.get_mut(bead.id.as_str()) {
             Some(s) => {
                 s.bead = bead;
                 s.lease = lease;
                 s.changes.push(change);
+                s.raw = raw;
             }
             None => {
                 self.staged.insert(
-                    id,
+                    bead.id.clone(),
                     Staged {
                         bead,
                         lease,
                         changes: vec![change],
+                        raw,
                     },
                 );
             }
@@ -524,9 +538,10 @@ impl<'s> Tx<'s> {
         self.records.insert(key.to_owned(), record);
     }
 
-    /// Writes an imported bead verbatim (import merge decided it is newer or new).
-    pub(crate) fn put_imported(&mut self, bead: Bead, lease: Option<Lease>) {
-        self.stage(bead, lease, Change::Import);
+    /// Writes an imported bead verbatim (import merge decided it is newer or new). `raw`, if
+    /// given, is the JSON text the bead was deserialized from (see [`raw_bead_json`]).
+    pub(crate) fn put_imported(&mut self, bead: Bead, lease: Option<Lease>, raw: Option<Box<str>>) {
+        self.stage_raw(bead, lease, Change::Import, raw);
     }
 
     fn check_edge(&self, id: &str, target: &str) -> Result<(), ValidationError> {
@@ -610,7 +625,10 @@ impl<'s> Tx<'s> {
                 bead: s.bead,
                 lease: s.lease,
             };
-            let bytes = serde_json::to_vec(&payload)?;
+            let bytes = match &s.raw {
+                Some(raw) => splice_payload(&payload, raw)?,
+                None => serde_json::to_vec(&payload)?,
+            };
             out.push((
                 NewRecord::put(Kind::Bead, bead_key(&payload.bead.id), bytes),
                 Pending::Bead(Box::new(payload)),
@@ -618,6 +636,62 @@ impl<'s> Tx<'s> {
         }
         Ok(out)
     }
+}
+
+/// `payload` encoded with its bead as the JSON text `raw` (which deserializes to exactly
+/// `payload.bead`), so an imported line is not serialized again. Replay decodes it like any
+/// other [`BeadPayload`]: fields `v`, `changes`, `bead`, `lease` as the derive writes them.
+fn splice_payload(payload: &BeadPayload, raw: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    out.extend_from_slice(b"{\"v\":");
+    serde_json::to_writer(&mut out, &payload.v)?;
+    if !payload.changes.is_empty() {
+        out.extend_from_slice(b",\"changes\":");
+        serde_json::to_writer(&mut out, &payload.changes)?;
+    }
+    out.extend_from_slice(b",\"bead\":");
+    out.extend_from_slice(raw.as_bytes());
+    if let Some(lease) = &payload.lease {
+        out.extend_from_slice(b",\"lease\":");
+        serde_json::to_writer(&mut out, lease)?;
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Nesting the raw text of a bead may have to be spliced into a payload: the payload adds one
+/// level, and serde_json refuses documents nested deeper than 128.
+const MAX_RAW_DEPTH: usize = 100;
+
+/// `text` (an `issues.jsonl` line that deserialized into a bead on its own) if it can be written
+/// into a WAL payload as it is: one JSON object, nested at most [`MAX_RAW_DEPTH`] levels.
+pub(crate) fn raw_bead_json(text: &str) -> Option<Box<str>> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+        return None;
+    }
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (max <= MAX_RAW_DEPTH).then(|| text.into())
 }
 
 /// What to apply to the state once a record is durable.

@@ -266,3 +266,51 @@ fn records_of_other_kinds_in_a_shared_wal_are_skipped() {
     let store = Store::with_wal(wal, finn_beads::Options::default()).unwrap();
     assert_eq!(store.read(|s| s.len()), 2);
 }
+
+/// Imported lines go into the WAL payload as their own text where possible (no second
+/// encoding); whatever path a line takes, replaying the WAL gives exactly the imported state.
+#[test]
+fn imported_beads_replay_to_the_state_the_import_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, updated: &str, extra: &str| {
+        format!(
+            r#"{{"id":"{id}","title":"T {id} \"quoted\" \\ {{not nested}}","status":"open","priority":1,"issue_type":"task","created_at":"2026-01-01T00:00:00.123456789Z","updated_at":"{updated}"{extra},"labels":["a","b"],"dependencies":[{{"issue_id":"{id}","depends_on_id":"bd-0","type":"blocks","created_at":"2026-01-01T00:00:00Z"}}]}}"#
+        )
+    };
+    let deep = format!(r#","x_deep":{}0{}"#, "[".repeat(110), "]".repeat(110));
+    let text = [
+        line("bd-0", "2026-01-01T00:00:00Z", ""),
+        line(
+            "bd-1",
+            "2026-01-01T00:00:00Z",
+            r#","x_unknown":{"k":[1,2.50,"\u00e9"]}"#,
+        ),
+        // Nested too deep to splice into a payload: encoded from the typed bead instead.
+        line("bd-2", "2026-01-01T00:00:00Z", &deep),
+        // `_type` lines take the map path and are encoded from the typed bead.
+        line("bd-3", "2026-01-01T00:00:00Z", r#","_type":"issue""#),
+        // The same id twice: the newer line wins and is what the WAL holds.
+        line("bd-4", "2026-01-01T00:00:00Z", ""),
+        line("bd-4", "2026-01-02T00:00:00Z", r#","notes":"second""#),
+    ]
+    .join("\n");
+    let store = open(dir.path());
+    let report = store
+        .import_reader(text.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap();
+    assert_eq!(report.created.len(), 5);
+    assert_eq!(report.updated, ["bd-4"]);
+    let imported: State = store.read(State::clone);
+    assert_eq!(
+        imported.get("bd-4").and_then(|b| b.notes.as_deref()),
+        Some("second")
+    );
+    drop(store);
+    let reopened = open(dir.path());
+    let replayed: State = reopened.read(State::clone);
+    assert!(
+        replayed == imported,
+        "replay differs from the imported state"
+    );
+    assert_eq!(replayed.lsn(), imported.lsn());
+}
