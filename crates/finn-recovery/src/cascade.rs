@@ -560,8 +560,23 @@ impl Cascade {
                     name: "local".into(),
                     kind: None,
                 });
-                if run.report.local_decision == Some(LocalDecision::ReplacedUnusedTemplate) {
-                    run.report.local_decision = Some(LocalDecision::KeptRemoteUnknown);
+                match run.report.local_decision.clone() {
+                    Some(LocalDecision::ReplacedUnusedTemplate) => {
+                        run.report.local_decision = Some(LocalDecision::KeptRemoteUnknown);
+                    }
+                    Some(LocalDecision::ReplacedBehind {
+                        local_lsn,
+                        remote_lsn,
+                        ..
+                    }) => {
+                        // Known to be stale and nothing could replace it: up, but not RUNNING.
+                        run.report.local_decision = Some(LocalDecision::KeptRemoteUnknown);
+                        run.fork = Some(DegradedReason::LocalBehind {
+                            local_lsn,
+                            remote_lsn,
+                        });
+                    }
+                    _ => {}
                 }
                 run.report.lineage = journal.lineage();
                 run.go(State::ReplayWal);
@@ -1144,7 +1159,7 @@ struct Run<'a> {
     wal_gap: Option<DegradedReason>,
     /// The local WAL diverged from the restored history and was set aside.
     wal_diverged: Option<DegradedReason>,
-    /// The kept local state and the remote are different lines of history.
+    /// Why the kept local state is not current: a fork, or known to be behind the remote.
     fork: Option<DegradedReason>,
     deadline_hit: bool,
     /// The ULID everything this run sets aside is named with (one aside set per run).

@@ -83,7 +83,9 @@
 //!    plus shipped WAL; [`LocalDecision::ReplacedBehind`]). Local WAL records the remote also
 //!    has are kept; if a local record differs from the shipped one at its LSN (another writer
 //!    continued the lineage), the local WAL is set aside whole (`aside/<ulid>-diverged-wal`),
-//!    never mixed in, and the boot is [`DegradedReason::LocalWalDiverged`].
+//!    never mixed in, and the boot is [`DegradedReason::LocalWalDiverged`]. If no remote source
+//!    can restore after all, the stale local state is kept and the boot is `DEGRADED`
+//!    ([`DegradedReason::LocalBehind`]; `Strict` refuses).
 //! 6. Anything else is a **fork** (a template-era state with writes against a remote that came
 //!    back with another history, or two different lineages): both sides hold writes the other
 //!    lacks. The local state is kept, nothing is replaced or set aside, and the boot is

@@ -82,6 +82,14 @@ pub enum DegradedReason {
         /// The remote's high-water LSN for it.
         remote_lsn: Lsn,
     },
+    /// The local state is strictly behind the remote on its lineage, but no remote source could
+    /// restore the newer state: the stale local state was kept.
+    LocalBehind {
+        /// The local WAL's last LSN.
+        local_lsn: Lsn,
+        /// The remote's high-water LSN.
+        remote_lsn: Lsn,
+    },
     /// The local WAL disagreed with the restored history from `lsn` on (another writer
     /// continued the same lineage): it was set aside, and the remote's records used instead.
     LocalWalDiverged {
@@ -101,7 +109,8 @@ pub enum LocalDecision {
     /// Kept without asking a remote: its lineage is unknown and it did not come from a template,
     /// remote restores are not allowed (boot loop), or no remote source is configured.
     KeptUnchecked,
-    /// Kept: no remote source could say what it holds (unreachable, empty, timed out).
+    /// Kept: no remote source could say what it holds (unreachable, empty, timed out), or none
+    /// could restore what it said it holds (then see [`DegradedReason::LocalBehind`]).
     KeptRemoteUnknown,
     /// Kept: it is on the remote's lineage and not behind it.
     KeptCurrent {

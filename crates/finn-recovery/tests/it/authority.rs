@@ -440,3 +440,64 @@ async fn an_unused_template_state_is_replaced_when_the_remote_comes_back() {
     assert_eq!(read_tree(&w.data.join("state")), w.checkpointed);
     assert_eq!(second.wal().last_lsn(), w.records.last().unwrap().lsn);
 }
+
+/// Known to be behind the remote on its lineage, but the remote cannot restore (its files fail
+/// to stage): the stale local state is kept so the process comes up, and the boot says it is
+/// behind instead of claiming RUNNING; strict refuses.
+#[tokio::test]
+async fn local_behind_but_the_remote_cannot_restore_is_degraded_not_running() {
+    use crate::util::{Behaviour, FakeSource};
+    let data = tempfile::tempdir().unwrap();
+    let lineage = LineageId::generate();
+    let history = records(1, 20);
+    let cascade = |source: FakeSource, mode: Mode| {
+        Cascade::builder(Layout::new(data.path()))
+            .wal_options(wal_options())
+            .mode(mode)
+            .source(source)
+            .source(template())
+            .build()
+    };
+    let first = cascade(
+        FakeSource::new("remote", SourceKind::ObjectStore, state("r", 2))
+            .at_lsn(5, history[..10].to_vec())
+            .of_lineage(lineage),
+        Mode::Degraded,
+    )
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(first.report().lineage, Some(lineage));
+    assert_eq!(first.wal().last_lsn(), Lsn::new(10));
+    drop(first);
+
+    let newer = || {
+        FakeSource::new("remote", SourceKind::ObjectStore, state("r2", 2))
+            .at_lsn(15, history.clone())
+            .of_lineage(lineage)
+            .behaving(Behaviour::FailStage)
+    };
+    let err = cascade(newer(), Mode::Strict).run().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CascadeError::StrictRefused {
+                reason: DegradedReason::LocalBehind { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let second = cascade(newer(), Mode::Degraded).run().await.unwrap();
+    let report = second.report();
+    assert_eq!(report.state, State::Degraded, "{report:#?}");
+    assert_eq!(
+        report.degraded,
+        Some(DegradedReason::LocalBehind {
+            local_lsn: Lsn::new(10),
+            remote_lsn: Lsn::new(20),
+        })
+    );
+    assert_eq!(report.source.as_ref().unwrap().name, "local");
+    assert_eq!(read_tree(&data.path().join("state")), state("r", 2));
+}
