@@ -64,6 +64,11 @@ pub(crate) enum Command {
         after_help = "Example:\n  finn --data-dir ./agent recover --dry-run --json\n  finn --data-dir ./agent recover"
     )]
     Recover(RecoverArgs),
+    /// Restore the data directory to a point in time: the latest, an LSN, a moment or a checkpoint.
+    #[command(
+        after_help = "Examples:\n  finn --data-dir ./agent restore --to-time 2026-11-22T14:02:00Z --dry-run\n  finn --data-dir ./agent restore --to-lsn 48211 --force\n  finn --data-dir ./agent restore --to-checkpoint 17 --force --json\n  finn --data-dir /data restore --if-not-exists --if-remote-exists   # container entrypoint\n\nSee docs/restore.md."
+    )]
+    Restore(RestoreArgs),
     /// Manage Ed25519 signing keys for checkpoint manifests.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -115,6 +120,32 @@ pub(crate) struct RecoverArgs {
     /// Take the object-store lease over from a writer known to be dead.
     #[arg(long)]
     pub force_takeover: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// Restore the state after the last record at or below this LSN.
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["to_time", "to_checkpoint"])]
+    pub to_lsn: Option<u64>,
+    /// Restore the state after the last record stamped at or before this time (RFC 3339, or
+    /// milliseconds since the Unix epoch).
+    #[arg(long, value_name = "TIME", conflicts_with = "to_checkpoint")]
+    pub to_time: Option<String>,
+    /// Restore exactly this checkpoint version (no WAL replay).
+    #[arg(long, value_name = "VERSION")]
+    pub to_checkpoint: Option<u64>,
+    /// Print the plan (base, objects, bytes, the exact LSN reached) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do nothing (exit 0) when the data directory already holds state.
+    #[arg(long)]
+    pub if_not_exists: bool,
+    /// Do nothing (exit 0) when the object store holds nothing to restore.
+    #[arg(long)]
+    pub if_remote_exists: bool,
+    /// Replace a data directory that holds state (the old state and WAL are moved aside).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

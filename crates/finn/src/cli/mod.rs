@@ -10,6 +10,8 @@ mod init;
 mod keys;
 #[cfg(feature = "full")]
 mod ops;
+#[cfg(feature = "full")]
+mod restore;
 #[cfg(feature = "wal")]
 mod wal;
 
@@ -172,6 +174,8 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         #[cfg(feature = "full")]
         Command::Recover(args) => ops::recover(ctx, args),
         #[cfg(feature = "full")]
+        Command::Restore(args) => restore::restore(ctx, args),
+        #[cfg(feature = "full")]
         Command::Keys(c) => ops::keys(ctx, c),
         #[cfg(feature = "full")]
         Command::Beads(c) => components::beads(ctx, c),
@@ -187,6 +191,8 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Checkpoint(_) => Err(not_available("checkpoint", "finn-checkpoint")),
         #[cfg(not(feature = "full"))]
         Command::Recover(_) => Err(not_available("recover", "finn-recovery")),
+        #[cfg(not(feature = "full"))]
+        Command::Restore(_) => Err(not_available("restore", "finn-checkpoint")),
         #[cfg(not(feature = "full"))]
         Command::Keys(_) => Err(not_available("keys", "finn-checkpoint")),
         #[cfg(not(feature = "full"))]
