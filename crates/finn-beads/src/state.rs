@@ -155,14 +155,17 @@ struct Index {
     pool: HashMap<String, PoolKey>,
     /// The pool in `bd ready`'s default order (priority, creation time, id), each with the
     /// entry itself, so that a ready query walks it without one id lookup per bead. The entry
-    /// is the one in `State::beads`: every write of a bead marks it dirty, and `settle`
-    /// re-inserts dirty beads.
+    /// is the one in `State::beads`: every write of a bead marks it dirty (or sets
+    /// `rebuild_all`), and `settle` re-inserts dirty beads.
     ordered: BTreeMap<PoolKey, Arc<Entry>>,
     /// Non-terminal beads with a `defer_until` or status `deferred` (their descendants may be
     /// held back); empty in most stores, which lets ready queries skip ancestor walks.
     deferred: HashSet<String>,
     /// Beads whose direct-blocker state must be recomputed.
     dirty: HashSet<String>,
+    /// So much changed (a quarter of the beads or more) that `settle` rebuilds every index from
+    /// scratch; `dirty` is not filled meanwhile.
+    rebuild_all: bool,
 }
 
 /// The state folded from a WAL: beads, opaque records and the ready/blocked indexes.
@@ -398,9 +401,17 @@ impl State {
                 }
             }
         }
+        if ix.rebuild_all {
+            return;
+        }
         ix.dirty.insert(id.to_owned());
         if let Some(deps) = ix.dependents.get(id) {
             ix.dirty.extend(deps.iter().cloned());
+        }
+        if ix.dirty.len() * 4 > self.beads.len() {
+            // Bulk writes (imports, replay): stop tracking, rebuild once in `settle`.
+            ix.rebuild_all = true;
+            ix.dirty = HashSet::new();
         }
     }
 
@@ -532,15 +543,14 @@ impl State {
 
     /// Recomputes the blocked set and ready pool for what changed since the last call.
     pub(crate) fn settle(&mut self) {
+        if self.index.rebuild_all || self.index.dirty.len() * 4 > self.beads.len() {
+            self.rebuild_all();
+            return;
+        }
         if self.index.dirty.is_empty() {
             return;
         }
-        let dirty: Vec<String> = if self.index.dirty.len() * 4 > self.beads.len() {
-            self.index.dirty.clear();
-            self.beads.keys().cloned().collect()
-        } else {
-            self.index.dirty.drain().collect()
-        };
+        let dirty: Vec<String> = self.index.dirty.drain().collect();
         // 1. Direct blockers of every dirty bead.
         for id in &dirty {
             if self.direct_blockers(id).is_empty() {
@@ -618,6 +628,71 @@ impl State {
                 self.index.pool.insert(id.clone(), key);
             }
         }
+    }
+
+    /// Recomputes the blocked set, the ready pool and the deferral marks of every bead from
+    /// scratch: what [`State::settle`] computes with every bead dirty, without tracking a region.
+    fn rebuild_all(&mut self) {
+        self.index.rebuild_all = false;
+        self.index.dirty = HashSet::new();
+        // 1. Direct blockers.
+        let direct: HashSet<String> = self
+            .beads
+            .keys()
+            .filter(|id| !self.direct_blockers(id).is_empty())
+            .cloned()
+            .collect();
+        // 2. Blocking flows from directly blocked beads down parent-child edges to every
+        //    non-terminal descendant.
+        let mut blocked: HashSet<String> = HashSet::with_capacity(direct.len());
+        let mut queue: Vec<&str> = direct
+            .iter()
+            .map(String::as_str)
+            .filter(|id| {
+                self.beads
+                    .get(*id)
+                    .is_some_and(|e| !e.bead.status.is_terminal())
+            })
+            .collect();
+        while let Some(id) = queue.pop() {
+            if blocked.contains(id) {
+                continue;
+            }
+            blocked.insert(id.to_owned());
+            if let Some(ch) = self.index.children.get(id) {
+                for c in ch {
+                    if !blocked.contains(c)
+                        && self
+                            .beads
+                            .get(c)
+                            .is_some_and(|e| !e.bead.status.is_terminal())
+                    {
+                        queue.push(c);
+                    }
+                }
+            }
+        }
+        // 3. Ready pool and deferral marks.
+        let mut pool = HashMap::new();
+        let mut ordered = BTreeMap::new();
+        let mut deferred = HashSet::new();
+        for (id, e) in &self.beads {
+            let b = &e.bead;
+            if !b.status.is_terminal() && (b.defer_until.is_some() || b.status == Status::Deferred)
+            {
+                deferred.insert(id.clone());
+            }
+            if b.status == Status::Open && !blocked.contains(id) {
+                let key = (b.priority, b.created_at.clone(), id.clone());
+                ordered.insert(key.clone(), Arc::clone(e));
+                pool.insert(id.clone(), key);
+            }
+        }
+        self.index.direct = direct;
+        self.index.blocked = blocked;
+        self.index.pool = pool;
+        self.index.ordered = ordered;
+        self.index.deferred = deferred;
     }
 
     /// Serializes the materialized state for a checkpoint: a JSON header line with the LSN, then one
@@ -709,7 +784,9 @@ impl State {
 
 fn mark_waiters(ix: &mut Index, parent: &str) {
     // Beads waiting for the children of `parent` must re-check their gate.
-    if let Some(w) = ix.waiters.get(parent) {
+    if !ix.rebuild_all
+        && let Some(w) = ix.waiters.get(parent)
+    {
         ix.dirty.extend(w.iter().cloned());
     }
 }
