@@ -497,7 +497,17 @@ impl FinnBuilder {
             );
         }
         let cascade = cascade.source(template()?).build();
-        let recovery = cascade.run().await?;
+        let mut recovery = cascade.run().await?;
+        // This writer continues the checkpointer's lineage from here on: recording it lets a
+        // later boot tell a local state that fell behind the object store (another writer took
+        // over meanwhile) from a current one. Not for a degraded boot (a template or a fork).
+        if recovery.report().state == finn_recovery::State::Running
+            && recovery.report().lineage.is_none()
+        {
+            recovery
+                .mark_local_authoritative(Some(checkpointer.lineage().await))
+                .map_err(finn_recovery::CascadeError::from)?;
+        }
         let (report, wal) = recovery.into_parts();
         let wal = Arc::new(wal);
 
