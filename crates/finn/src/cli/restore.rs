@@ -247,6 +247,15 @@ pub(crate) fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                 moved = true;
             }
         }
+        // The boot journal describes the replaced WAL (its high-water mark would read as "the WAL
+        // went backwards" and make the next boot set the restored state aside): it goes too.
+        let journal = layout.journal_path();
+        if journal.exists() {
+            std::fs::create_dir_all(&aside)?;
+            std::fs::rename(&journal, aside.join("boot-journal.json"))
+                .with_context(|| format!("cannot move {} aside", journal.display()))?;
+            moved = true;
+        }
         std::fs::rename(&staged_state, &state_dir)
             .with_context(|| format!("cannot install {}", state_dir.display()))?;
         std::fs::rename(&staged_wal, &wal_dir)
