@@ -57,6 +57,12 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Signing and trusted keys for checkpoint manifests.
     pub keys: KeysConfig,
+    /// The loopback metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// Continuous verification of the object store.
+    pub verify: VerifyConfig,
+    /// Retention of checkpoints and shipped WAL.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -69,6 +75,76 @@ impl Default for Config {
             wal: WalConfig::default(),
             identity: IdentityConfig::default(),
             keys: KeysConfig::default(),
+            metrics: MetricsConfig::default(),
+            verify: VerifyConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// The metrics endpoint `finn run` serves (`GET /metrics`, `/status`, `/health`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Loopback address to listen on, e.g. `127.0.0.1:9464`. Default: none (not served).
+    pub listen: Option<String>,
+}
+
+/// Continuous verification of the object store (see `docs/operations.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct VerifyConfig {
+    /// Period of the remote validation task; 0 disables it. Default: 3 600 000 (1 h).
+    pub interval_ms: u64,
+    /// Period of the restore drill task; 0 disables it. Default: 86 400 000 (1 day).
+    pub drill_interval_ms: u64,
+    /// Already-verified objects downloaded again at random per validation. Default: 8.
+    pub sample: usize,
+    /// URL requested after a sync when the last validation found nothing wrong (a dead man's
+    /// switch). Default: none.
+    pub heartbeat_url: Option<String>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 3_600_000,
+            drill_interval_ms: 86_400_000,
+            sample: 8,
+            heartbeat_url: None,
+        }
+    }
+}
+
+/// Retention of checkpoints and shipped WAL. `finn retention` plans with these (dry run unless
+/// `--apply`); the running runtime applies them only when `apply_interval_ms` is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RetentionConfig {
+    /// Newest checkpoints kept, by recorded creation time. Default: 10.
+    pub keep_last: usize,
+    /// Checkpoints younger than this many seconds are kept. Default: none.
+    pub keep_within_secs: Option<u64>,
+    /// Point-in-time window for shipped WAL, in seconds. Default: none.
+    pub pitr_window_secs: Option<u64>,
+    /// Checkpoint versions that never expire. Default: none.
+    pub pinned: Vec<u64>,
+    /// Period of the scheduled retention task that deletes; 0 never deletes on its own.
+    /// Default: 0.
+    pub apply_interval_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            keep_last: 10,
+            keep_within_secs: None,
+            pitr_window_secs: None,
+            pinned: Vec::new(),
+            apply_interval_ms: 0,
         }
     }
 }
@@ -91,6 +167,10 @@ pub struct StoreConfig {
     pub secret_access_key: Option<Secret>,
     /// Allow plain `http://` endpoints (local MinIO or moto). Default: `false`.
     pub allow_http: bool,
+    /// Most uploads in flight at once. Default: none (R2 endpoints: 2).
+    pub max_concurrent_uploads: Option<usize>,
+    /// Upload bandwidth limit in bytes per second. Default: none.
+    pub upload_bytes_per_sec: Option<u64>,
 }
 
 /// A string that never appears in logs or `Debug` output.
@@ -253,6 +333,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The retention policy `[retention]` describes (objects unreferenced for an hour may go).
+    #[cfg(feature = "checkpoint")]
+    pub fn retention_policy(&self) -> finn_checkpoint::RetentionPolicy {
+        let r = &self.retention;
+        let mut policy = finn_checkpoint::RetentionPolicy::default().keep_last(r.keep_last);
+        if let Some(s) = r.keep_within_secs {
+            policy = policy.keep_within(std::time::Duration::from_secs(s));
+        }
+        if let Some(s) = r.pitr_window_secs {
+            policy = policy.pitr_window(std::time::Duration::from_secs(s));
+        }
+        for v in &r.pinned {
+            policy = policy.pin(*v);
+        }
+        policy
+    }
+
     /// Loads `file` (when given) over the defaults, then applies the process environment, then
     /// validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -374,6 +471,61 @@ impl Config {
             if value < MIN_INTERVAL_MS {
                 return Err(invalid(key, &value.to_string(), "must be at least 100 ms"));
             }
+        }
+        if let Some(listen) = &self.metrics.listen {
+            let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    listen,
+                    "not an address like 127.0.0.1:9464",
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    "metrics.listen",
+                    listen,
+                    "must be a loopback address (put a proxy in front to expose it)",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("verify.interval_ms", self.verify.interval_ms),
+            ("verify.drill_interval_ms", self.verify.drill_interval_ms),
+            (
+                "retention.apply_interval_ms",
+                self.retention.apply_interval_ms,
+            ),
+        ] {
+            if value != 0 && value < MIN_INTERVAL_MS {
+                return Err(invalid(
+                    key,
+                    &value.to_string(),
+                    "must be 0 (off) or at least 100 ms",
+                ));
+            }
+        }
+        if let Some(url) = &self.verify.heartbeat_url {
+            let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(invalid("verify.heartbeat_url", url, "not an http(s) URL"));
+            }
+        }
+        if self.retention.keep_last == 0 {
+            return Err(invalid("retention.keep_last", "0", "must be at least 1"));
+        }
+        if self.store.max_concurrent_uploads == Some(0) {
+            return Err(invalid(
+                "store.max_concurrent_uploads",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.store.upload_bytes_per_sec == Some(0) {
+            return Err(invalid(
+                "store.upload_bytes_per_sec",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.wal.batch_delay_ms > 10_000 {
             return Err(invalid(

@@ -66,11 +66,17 @@
 pub mod config;
 #[cfg(feature = "wal")]
 pub mod confirm;
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+pub mod http;
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+pub mod metrics;
 pub mod prelude;
 #[cfg(all(feature = "recovery", feature = "scheduler"))]
 pub mod runtime;
 #[cfg(feature = "wal")]
 pub mod state;
+#[cfg(all(feature = "recovery", feature = "scheduler"))]
+pub mod status;
 #[cfg(feature = "wal")]
 pub mod threads;
 

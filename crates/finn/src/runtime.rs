@@ -45,8 +45,11 @@ use finn_scheduler::{ComponentHealth, Health, HealthAggregator, HealthReport, Sc
 use finn_wal::{Kind, Lsn, NewRecord, Record, Wal};
 
 use crate::config::{Config, DurabilityMode, StoreUrl};
+
+mod observe;
 use crate::confirm::Confirmed;
 use crate::state::StateStore;
+pub use observe::{REMOTE_VERIFY_TASK, RESTORE_DRILL_TASK, RETENTION_TASK, VerifySettings};
 
 /// Everything [`FinnBuilder::open`] and the runtime's calls can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,9 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// A restore drill found the object store cannot be restored (or not to what was confirmed).
+    #[error("restore drill failed")]
+    Drill(#[from] Box<finn_checkpoint::DrillError>),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -175,6 +181,10 @@ pub struct FinnBuilder {
     takeover: Takeover,
     intervals: Intervals,
     scheduler: bool,
+    verify: VerifySettings,
+    retention: Option<(finn_checkpoint::RetentionPolicy, Duration)>,
+    upload_limits: Option<(Option<usize>, Option<u64>)>,
+    remote_override: Option<Remote>,
 }
 
 impl FinnBuilder {
@@ -199,6 +209,10 @@ impl FinnBuilder {
             takeover: Takeover::IfExpired,
             intervals: Intervals::default(),
             scheduler: true,
+            verify: VerifySettings::default(),
+            retention: None,
+            upload_limits: None,
+            remote_override: None,
         }
     }
 
@@ -260,7 +274,58 @@ impl FinnBuilder {
             prune: Duration::from_millis(config.sync.prune_interval_ms),
             health: Duration::from_millis(config.sync.health_interval_ms),
         };
+        let every = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        b.verify = VerifySettings {
+            validate_every: every(config.verify.interval_ms),
+            drill_every: every(config.verify.drill_interval_ms),
+            sample: config.verify.sample,
+            heartbeat_url: config.verify.heartbeat_url.clone(),
+            ..VerifySettings::default()
+        };
+        if let Some(apply) = every(config.retention.apply_interval_ms) {
+            b.retention = Some((config.retention_policy(), apply));
+        }
+        if config.store.max_concurrent_uploads.is_some()
+            || config.store.upload_bytes_per_sec.is_some()
+        {
+            b.upload_limits = Some((
+                config.store.max_concurrent_uploads,
+                config.store.upload_bytes_per_sec,
+            ));
+        }
         Ok(b)
+    }
+
+    /// Continuous verification: validation and drill periods, sample size, heartbeat URL.
+    /// Default: validate hourly, drill daily, no heartbeat.
+    pub fn verify(mut self, settings: VerifySettings) -> Self {
+        self.verify = settings;
+        self
+    }
+
+    /// Applies `policy` (deleting) every `every` as a scheduled task. Default: never (plan and
+    /// apply with `finn retention`).
+    pub fn retention(mut self, policy: finn_checkpoint::RetentionPolicy, every: Duration) -> Self {
+        self.retention = Some((policy, every));
+        self
+    }
+
+    /// Upload limits: at most `max_concurrent` uploads in flight and `bytes_per_sec` of upload
+    /// bandwidth. Default: none (Cloudflare R2 endpoints: 2 concurrent uploads).
+    pub fn upload_limits(
+        mut self,
+        max_concurrent: Option<usize>,
+        bytes_per_sec: Option<u64>,
+    ) -> Self {
+        self.upload_limits = Some((max_concurrent, bytes_per_sec));
+        self
+    }
+
+    /// Uses this remote handle instead of opening `store_url` (embedding a custom
+    /// `ObjectStore`, or a test wrapper such as `finn::checkpoint::fault::FaultStore`).
+    pub fn with_remote(mut self, remote: Remote) -> Self {
+        self.remote_override = Some(remote);
+        self
     }
 
     /// Object store URL (`file:///dir`, `s3://bucket/prefix`, …). Default: `file://<data_dir>/objects`.
@@ -369,15 +434,25 @@ impl FinnBuilder {
     }
 
     fn remote(&self) -> Result<Remote, Error> {
+        if let Some(remote) = &self.remote_override {
+            return Ok(remote.clone());
+        }
         let url = self.store_url_in_effect();
         if let Ok(StoreUrl::Local(dir)) = StoreUrl::parse(&url) {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        Ok(Remote::from_url(
-            &url,
-            &self.store_options,
-            RemoteOptions::default(),
-        )?)
+        let mut options = RemoteOptions::default();
+        if let Some((concurrent, bandwidth)) = self.upload_limits {
+            let mut limits = finn_checkpoint::UploadLimits::unlimited();
+            if let Some(n) = concurrent {
+                limits = limits.max_concurrent(n);
+            }
+            if let Some(b) = bandwidth {
+                limits = limits.bandwidth(b);
+            }
+            options = options.uploads(limits);
+        }
+        Ok(Remote::from_url(&url, &self.store_options, options)?)
     }
 
     fn keyring(&self, key: &SigningKey) -> Result<Keyring, Error> {
@@ -406,29 +481,6 @@ impl FinnBuilder {
         };
         let keyring = self.keyring(&key)?;
         Ok(finn_checkpoint::Reader::new(self.remote()?, keyring))
-    }
-
-    /// Opens the checkpoint writer of the configured prefix (takes its lease, fencing off any
-    /// other writer), continuing or forking a lineage: for `finn restore`, which fences writers
-    /// off before it reads and forks when it restores a point in the past. Never creates a key.
-    pub async fn open_checkpointer(
-        &self,
-        lineage: finn_checkpoint::LineageMode,
-    ) -> Result<Checkpointer, Error> {
-        let key = match &self.key {
-            KeySource::Key(k) => (**k).clone(),
-            KeySource::File { path, .. } => {
-                SigningKey::load(path).map_err(|source| Error::Key {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-        };
-        let keyring = self.keyring(&key)?;
-        let mut options = CheckpointerOptions::default();
-        options.takeover = self.takeover;
-        options.lineage = lineage;
-        Ok(Checkpointer::open(self.remote()?, key, keyring, options).await?)
     }
 
     /// The object store URL in effect.
@@ -548,7 +600,25 @@ impl FinnBuilder {
             Some(path) => Some(open_identity(path, &state)?),
         };
 
+        let ops = observe::Ops::new(
+            &self.data_dir,
+            remote.clone(),
+            keyring.clone(),
+            self.verify.clone(),
+            self.retention.clone(),
+        )?;
+        if let Some(head) = checkpointer.head().await {
+            ops.checkpointed(
+                head.version,
+                Lsn::new(head.covered_lsn.get()),
+                head.created_at_ms,
+            );
+        }
+        if report.source.as_ref().is_some_and(|s| s.name != "local") {
+            ops.metrics.observe_restore("boot", started.elapsed());
+        }
         let inner = Arc::new(Inner {
+            ops,
             data_dir: self.data_dir.clone(),
             state_dir,
             wal,
@@ -580,6 +650,8 @@ impl FinnBuilder {
 
 #[derive(Debug)]
 struct Inner {
+    /// Status, metrics, verification, retention, heartbeat.
+    ops: observe::Ops,
     data_dir: PathBuf,
     state_dir: PathBuf,
     wal: Arc<Wal>,
@@ -706,7 +778,9 @@ impl Finn {
     /// Appends an event (not part of the keyed state; kept until pruned).
     pub fn event(&self, kind: Kind, payload: Vec<u8>) -> Result<Lsn, Error> {
         self.inner.check_open()?;
+        let started = Instant::now();
         let lsn = self.inner.wal.append(NewRecord::event(kind, payload))?;
+        self.inner.ops.metrics.observe_append(started.elapsed());
         Ok(lsn)
     }
 
@@ -729,7 +803,14 @@ impl Finn {
     pub async fn gc(&self) -> Result<finn_checkpoint::GcReport, Error> {
         let guard = self.inner.checkpointer.read().await;
         let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
-        Ok(checkpointer.gc().await?)
+        let report = checkpointer.gc().await?;
+        let deleted =
+            report.deleted_objects + report.deleted_manifests.len() + report.deleted_batches;
+        self.inner
+            .ops
+            .metrics
+            .deleted(deleted as u64, report.deleted_object_bytes);
+        Ok(report)
     }
 
     /// Ships every locally durable WAL record to the object store now (cheap: only new
@@ -810,7 +891,9 @@ impl Inner {
             key,
             payload,
         } = record.clone();
+        let started = Instant::now();
         let lsn = self.wal.append(record)?;
+        self.ops.metrics.observe_append(started.elapsed());
         self.state.apply_ahead(&Record {
             lsn,
             id: ulid::Ulid::nil(),
@@ -826,15 +909,13 @@ impl Inner {
     async fn checkpoint(&self) -> Result<Option<CheckpointReport>, Error> {
         // Everything appended so far is durable; hold the write lock while the snapshot is cut
         // so it is complete through exactly `covered`.
-        self.wal.sync()?;
+        self.timed_wal_sync()?;
         let covered = {
             let _guard = self
                 .write
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Never below what the state already includes: after a restore from a checkpoint
-            // with no record after it, the WAL is empty (only advanced) but the state is not.
-            let covered = self.wal.last_lsn().max(self.state.applied_lsn());
+            let covered = self.wal.last_lsn();
             if covered > Lsn::ZERO && covered == self.confirmed().checkpointed_lsn {
                 return Ok(None);
             }
@@ -861,6 +942,9 @@ impl Inner {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 c.checkpointed_lsn = c.checkpointed_lsn.max(covered);
                 c.store(&self.data_dir)?;
+                if let Ok(r) = &result {
+                    self.ops.checkpointed(r.version, covered, observe::now_ms());
+                }
                 *self
                     .last_sync
                     .lock()
@@ -878,7 +962,7 @@ impl Inner {
 
     /// Ships every locally durable WAL record not yet in the object store; returns the shipped LSN.
     async fn ship(&self) -> Result<Lsn, Error> {
-        self.wal.sync()?;
+        self.timed_wal_sync()?;
         let guard = self.checkpointer.read().await;
         let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
         let result = checkpointer.ship_wal(&self.wal).await;
@@ -932,10 +1016,21 @@ impl Inner {
             })?
     }
 
-    /// The sync task: ship the WAL, then checkpoint.
+    fn timed_wal_sync(&self) -> Result<Lsn, Error> {
+        let started = Instant::now();
+        let lsn = self.wal.sync()?;
+        self.ops.metrics.observe_wal_sync(started.elapsed());
+        Ok(lsn)
+    }
+
+    /// The sync task: ship the WAL, then checkpoint; then the heartbeat, if the remote last
+    /// validated clean.
     async fn sync_remote(&self) -> Result<(), Error> {
+        let started = Instant::now();
         self.ship().await?;
         self.checkpoint().await?;
+        self.ops.metrics.observe_remote_sync(started.elapsed());
+        self.heartbeat().await;
         Ok(())
     }
 
@@ -1088,6 +1183,16 @@ impl Inner {
             });
         }
         let me = Arc::downgrade(self);
+        self.health.add_fn("remote", move || {
+            let me = me.clone();
+            async move {
+                Ok(match me.upgrade() {
+                    Some(me) => me.remote_health(),
+                    None => ComponentHealth::unhealthy("remote", "runtime stopped"),
+                })
+            }
+        });
+        let me = Arc::downgrade(self);
         self.health.add_fn("scheduler", move || {
             let me = me.clone();
             async move {
@@ -1102,6 +1207,12 @@ impl Inner {
     fn start_scheduler(self: &Arc<Self>, intervals: Intervals) -> Result<(), Error> {
         use finn_scheduler::table::{HEALTH_CHECK, OBJECT_STORE_SYNC, WAL_PRUNE};
         use finn_scheduler::{SchedulerEvent, TaskError};
+        let weak = Arc::downgrade(self);
+        self.scheduler.on_event(move |event| {
+            if let Some(me) = weak.upgrade() {
+                me.ops.on_event(event);
+            }
+        });
         let weak = Arc::downgrade(self);
         // Breaker transitions go to the WAL, awaited (the anchors fired and forgot them).
         self.scheduler.on_event(move |event| {
@@ -1173,6 +1284,7 @@ impl Inner {
                 }
             })
             .map_err(scheduler_err)?;
+        self.register_verify_tasks()?;
         self.scheduler.start().map_err(scheduler_err)?;
         Ok(())
     }

@@ -275,6 +275,7 @@ fn every_command_has_help_with_an_example() {
         &["checkpoint", "list"],
         &["checkpoint", "verify"],
         &["checkpoint", "gc"],
+        &["retention"],
         &["recover"],
         &["keys", "generate"],
         &["keys", "id"],

@@ -59,6 +59,11 @@ pub(crate) enum Command {
     /// Create, list, verify and garbage-collect checkpoints in the object store.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Plan (default) or apply retention: which checkpoints and shipped WAL to keep, and why.
+    #[command(
+        after_help = "Examples:\n  finn retention --keep-last 10 --pitr-window 3d --pin 42   # dry run\n  finn retention --keep-last 10 --pitr-window 3d --apply    # delete (runtime stopped)"
+    )]
+    Retention(RetentionArgs),
     /// Rebuild local state through the recovery cascade (object store → git → template).
     #[command(
         after_help = "Example:\n  finn --data-dir ./agent recover --dry-run --json\n  finn --data-dir ./agent recover"
@@ -186,17 +191,70 @@ pub(crate) enum CheckpointCommand {
     /// List checkpoints in the object store, newest first.
     #[command(after_help = "Example:\n  finn --data-dir ./agent checkpoint list --json")]
     List,
-    /// Download and verify a checkpoint (signature and every file's hash).
+    /// Download and verify a checkpoint (signature and every file's hash), or with --remote
+    /// the whole remote: every manifest and chain link, every object, shipped WAL without gaps.
     #[command(
-        after_help = "Example:\n  finn checkpoint verify          # the newest\n  finn checkpoint verify 01J…"
+        after_help = "Examples:\n  finn checkpoint verify                  # the newest checkpoint\n  finn checkpoint verify 7                # checkpoint 7\n  finn checkpoint verify --remote         # the whole remote, incrementally\n  finn checkpoint verify --remote --full --drill --json"
     )]
     Verify {
         /// Checkpoint id; default: the newest.
         id: Option<String>,
+        /// Validate the whole remote (exit 1 on any finding).
+        #[arg(long, conflicts_with = "id")]
+        remote: bool,
+        /// With --remote: download and check every object again, ignoring the local index.
+        #[arg(long, requires = "remote")]
+        full: bool,
+        /// With --remote: already-verified objects downloaded again at random.
+        #[arg(long, requires = "remote", value_name = "N")]
+        sample: Option<usize>,
+        /// With --remote: also run a restore drill into a scratch directory.
+        #[arg(long, requires = "remote")]
+        drill: bool,
     },
     /// Delete checkpoints beyond the retention count (10 newest), stale intents and unreferenced objects.
     #[command(after_help = "Example:\n  finn checkpoint gc --json")]
     Gc,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetentionArgs {
+    /// Newest checkpoints kept, by recorded creation time. Default: retention.keep_last (10).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep checkpoints younger than this (90s, 30m, 12h, 7d). Default: retention.keep_within_secs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Keep shipped WAL (and the checkpoint it starts from) for point-in-time restores this far
+    /// back. Default: retention.pitr_window_secs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub pitr_window: Option<std::time::Duration>,
+    /// A checkpoint version that never expires (repeatable; adds to retention.pinned).
+    #[arg(long, value_name = "VERSION")]
+    pub pin: Vec<u64>,
+    /// Delete for real (takes the object-store lease: stop `finn run` first). Default: dry run.
+    #[arg(long)]
+    pub apply: bool,
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Subcommand)]

@@ -172,6 +172,8 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         #[cfg(feature = "full")]
         Command::Checkpoint(c) => ops::checkpoint(ctx, c),
         #[cfg(feature = "full")]
+        Command::Retention(args) => ops::retention(ctx, args),
+        #[cfg(feature = "full")]
         Command::Recover(args) => ops::recover(ctx, args),
         #[cfg(feature = "full")]
         Command::Restore(args) => restore::restore(ctx, args),
@@ -189,6 +191,8 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Health => Err(not_available("health", "finn-scheduler")),
         #[cfg(not(feature = "full"))]
         Command::Checkpoint(_) => Err(not_available("checkpoint", "finn-checkpoint")),
+        #[cfg(not(feature = "full"))]
+        Command::Retention(_) => Err(not_available("retention", "finn-checkpoint")),
         #[cfg(not(feature = "full"))]
         Command::Recover(_) => Err(not_available("recover", "finn-recovery")),
         #[cfg(not(feature = "full"))]

@@ -11,7 +11,7 @@ use finn::scheduler::{ComponentHealth, Health, HealthAggregator, HealthReport};
 use finn::wal::{Options, Pressure, Wal};
 use serde_json::{Value, json};
 
-use super::args::{CheckpointCommand, KeysCommand, RecoverArgs, RunArgs};
+use super::args::{CheckpointCommand, KeysCommand, RecoverArgs, RetentionArgs, RunArgs};
 use super::{Context, print_json};
 
 /// A current-thread-free async runtime for one command.
@@ -73,6 +73,23 @@ pub(crate) fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
             .open()
             .await
             .context("cannot start the runtime")?;
+        let _endpoint = match &ctx.config.metrics.listen {
+            Some(listen) => {
+                let addr = listen
+                    .parse()
+                    .with_context(|| format!("metrics.listen {listen:?} is not an address"))?;
+                let endpoint = finn
+                    .serve_http(addr)
+                    .await
+                    .context("cannot serve metrics")?;
+                eprintln!(
+                    "metrics on http://{0}/metrics (also /status, /health)",
+                    endpoint.local_addr()
+                );
+                Some(endpoint)
+            }
+            None => None,
+        };
         let r = finn.recovery_report();
         tracing::info!(state = ?r.state, source = ?r.source.as_ref().map(|s| &s.name), last_lsn = %finn.wal().last_lsn(), "finn is running");
         eprintln!(
@@ -249,7 +266,14 @@ pub(crate) fn checkpoint(ctx: &Context, command: CheckpointCommand) -> Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
-        CheckpointCommand::Verify { id } => {
+        CheckpointCommand::Verify {
+            remote: true,
+            full,
+            sample,
+            drill,
+            ..
+        } => verify_remote(ctx, full, sample, drill),
+        CheckpointCommand::Verify { id, .. } => {
             ctx.require_data_dir()?;
             let rt = tokio_runtime()?;
             let result = rt.block_on(async {
@@ -311,6 +335,188 @@ pub(crate) fn checkpoint(ctx: &Context, command: CheckpointCommand) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `finn checkpoint verify --remote`: validation (and a drill) from the bucket alone.
+fn verify_remote(
+    ctx: &Context,
+    full: bool,
+    sample: Option<usize>,
+    drill: bool,
+) -> Result<ExitCode> {
+    use finn::checkpoint::remote_index::RemoteIndex;
+    use finn::checkpoint::{DrillOptions, ValidateOptions};
+    ctx.require_data_dir()?;
+    let rt = tokio_runtime()?;
+    let index_path = ctx.config.data_dir.join("remote-index.json");
+    let (report, drilled) = rt.block_on(async {
+        let reader = builder(ctx)?.reader()?;
+        let mut index = RemoteIndex::load_or_new(&index_path, reader.remote());
+        let options = ValidateOptions::default()
+            .full(full)
+            .sample(sample.unwrap_or(ctx.config.verify.sample));
+        let bar = super::spinner(ctx.json, "validating the remote");
+        let report = reader.validate(&mut index, &options).await?;
+        index.save(&index_path)?;
+        let drilled = if drill {
+            bar.set_message("restore drill");
+            let confirmed = finn::confirm::Confirmed::load(&ctx.config.data_dir)?;
+            let expect = confirmed.checkpointed_lsn.max(confirmed.shipped_lsn);
+            let live = Wal::open_read_only(ctx.config.wal_dir(), Options::default()).ok();
+            let scratch = ctx.config.data_dir.join(".drill");
+            let options =
+                DrillOptions::default().expect_lsn(finn::checkpoint::Lsn::new(expect.get()));
+            Some(
+                reader
+                    .restore_drill(&scratch, live.as_ref(), &options)
+                    .await,
+            )
+        } else {
+            None
+        };
+        bar.finish_and_clear();
+        anyhow::Ok((report, drilled))
+    })?;
+    let drill_ok = drilled.as_ref().is_none_or(|d| d.is_ok());
+    let ok = report.is_ok() && drill_ok;
+    if ctx.json {
+        let drill_json = drilled.as_ref().map(|d| match d {
+            Ok(r) => json!({"ok": true, "report": r}),
+            Err(e) => json!({"ok": false, "error": error_chain(e)}),
+        });
+        print_json(&json!({
+            "ok": ok,
+            "validation": report,
+            "findings": report.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "drill": drill_json,
+        }))?;
+    } else {
+        println!(
+            "{} manifests, {} objects ({} downloaded, {} sampled), {} shipped WAL objects ({} downloaded)",
+            report.manifests,
+            report.objects,
+            report.objects_downloaded,
+            report.objects_sampled,
+            report.wal_objects,
+            report.wal_objects_downloaded
+        );
+        match report.restorable_as_of_ms {
+            Some(t) => println!(
+                "restorable through LSN {} as of {} ms since the epoch",
+                report.restorable_lsn, t
+            ),
+            None => println!("nothing restorable"),
+        }
+        for f in &report.findings {
+            println!("FINDING: {f}");
+        }
+        match &drilled {
+            Some(Ok(r)) => println!(
+                "restore drill passed: LSN {} restored ({} files, {} records, {} compared with the local WAL) in {} ms",
+                r.restored_lsn, r.files, r.records, r.compared_records, r.duration_ms
+            ),
+            Some(Err(e)) => println!("RESTORE DRILL FAILED: {}", error_chain(e)),
+            None => {}
+        }
+        println!("{}", if ok { "remote ok" } else { "REMOTE DAMAGED" });
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// An error with its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `finn retention`: plan (default) or apply.
+pub(crate) fn retention(ctx: &Context, args: RetentionArgs) -> Result<ExitCode> {
+    use finn::checkpoint::{RetentionMode, RetentionPolicy};
+    ctx.require_data_dir()?;
+    let mut policy: RetentionPolicy = ctx.config.retention_policy();
+    if let Some(n) = args.keep_last {
+        if n == 0 {
+            bail!("--keep-last must be at least 1");
+        }
+        policy = policy.keep_last(n);
+    }
+    if let Some(d) = args.keep_within {
+        policy = policy.keep_within(d);
+    }
+    if let Some(d) = args.pitr_window {
+        policy = policy.pitr_window(d);
+    }
+    for v in &args.pin {
+        policy = policy.pin(*v);
+    }
+    let report = if args.apply {
+        with_runtime(ctx, |finn| {
+            let rt = tokio::runtime::Handle::current();
+            Ok(tokio::task::block_in_place(|| {
+                rt.block_on(finn.retention(&policy, RetentionMode::Delete))
+            })?)
+        })?
+    } else {
+        let rt = tokio_runtime()?;
+        rt.block_on(async {
+            let reader = builder(ctx)?.reader()?;
+            anyhow::Ok(reader.plan_retention(&policy, None, None).await?)
+        })?
+    };
+    if ctx.json {
+        print_json(&serde_json::to_value(&report)?)?;
+    } else {
+        let verb = if report.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for k in &report.kept {
+            let why: Vec<String> = k
+                .reasons
+                .iter()
+                .map(|r| format!("{r:?}").to_lowercase())
+                .collect();
+            println!("keep   v{:<6} ({})", k.version, why.join(", "));
+        }
+        for v in &report.deleted_manifests {
+            println!("{verb} v{v}");
+        }
+        println!(
+            "{verb} {} checkpoints, {} shipped WAL objects, {} objects: {} bytes; {} bytes stay",
+            report.deleted_manifests.len(),
+            report.deleted_wal.len(),
+            report.deleted_objects.len(),
+            report.deleted_bytes,
+            report.expected_retained_bytes
+        );
+        if report.dry_run {
+            println!("dry run: nothing was deleted (add --apply)");
+        } else if let Some(b) = report.retained_bytes {
+            println!(
+                "verified: {} bytes retained, {} expected",
+                b, report.expected_retained_bytes
+            );
+        }
+        for k in &report.undeleted {
+            println!("NOT DELETED (the store acknowledged the delete): {k}");
+        }
+    }
+    Ok(if report.is_verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub(crate) fn recover(ctx: &Context, args: RecoverArgs) -> Result<ExitCode> {
