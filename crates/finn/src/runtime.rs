@@ -12,8 +12,17 @@
 //!    the components (beads, learnings) catch up from the same WAL.
 //! 4. Start the scheduler with the default task table: object-store checkpoint + WAL shipping
 //!    (30 s ± 5 s), git archive (1 h, when a remote is configured), WAL prune after a confirmed
-//!    checkpoint (1 h), health (5 min). Breaker transitions are appended to the WAL as
-//!    `Kind::Config` records `config/circuit-breaker-<task>`.
+//!    checkpoint (1 h), health (5 min), remote validation (1 h) and restore drill (1 day) (see
+//!    [`VerifySettings`]; their outcome is the `remote` health component), and retention when
+//!    configured. Breaker transitions are appended to the WAL as `Kind::Config` records
+//!    `config/circuit-breaker-<task>`.
+//!
+//! # Operating it
+//!
+//! [`Finn::status`] (local, durable, shipped and checkpointed LSN, lag in records and seconds,
+//! tasks, request counts), [`Finn::metrics_text`] (Prometheus), [`Finn::serve_http`] (a loopback
+//! `/metrics`, `/status`, `/health` endpoint), [`Finn::verify_remote`], [`Finn::restore_drill`]
+//! and [`Finn::retention`]. Alerts and runbooks: `docs/operations.md`.
 //! 5. Start identity hot reload (when an identity document is configured).
 //!
 //! # What it guarantees

@@ -99,7 +99,7 @@ fn child() {
             .set(format!("c{}", i % 4), i.to_le_bytes().to_vec())
             .set("last", i.to_le_bytes().to_vec())
             .idempotent(format!("s{i}"));
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             // Exercise channel deletes too; re-set at once so the expected state stays simple.
             step = step.unset("c0").set("c0", i.to_le_bytes().to_vec());
         }
@@ -113,15 +113,15 @@ fn child() {
         )
         .unwrap();
         ack(format!("PW {id}"));
-        if i % FORK_EVERY == 0 {
+        if i.is_multiple_of(FORK_EVERY) {
             t.fork(MAIN, id, &format!("f{i}")).unwrap();
             ack(format!("FORK {i}"));
         }
-        if i > FORK_LIFE && (i - FORK_LIFE) % FORK_EVERY == 0 {
+        if i > FORK_LIFE && (i - FORK_LIFE).is_multiple_of(FORK_EVERY) {
             t.delete(&format!("f{}", i - FORK_LIFE)).unwrap();
             ack(format!("DEL {}", i - FORK_LIFE));
         }
-        if i % PRUNE_EVERY == 0 {
+        if i.is_multiple_of(PRUNE_EVERY) {
             t.prune(MAIN, KEEP).unwrap();
             ack(format!("PRUNE {i}"));
         }
@@ -269,7 +269,7 @@ fn verify(t: &Threads<WalBackend>, acked: &Acked, round: usize) -> u64 {
         "round {round}: main checkpoints not contiguous"
     );
     assert!(
-        lo == 1 || (lo + KEEP as u64 - 1) % PRUNE_EVERY == 0,
+        lo == 1 || (lo + KEEP as u64 - 1).is_multiple_of(PRUNE_EVERY),
         "round {round}: main starts at {lo}: a prune was applied partially"
     );
     if acked.prune > 0 {

@@ -32,8 +32,9 @@
 //! run it against your own backend too. Redis Streams and SQLite backends are out of scope:
 //! finn's WAL is the embedded engine and object storage the shared one.
 //!
-//! Not done here: offloading large channel values to the object store by hash (values above
-//! the record limit are refused instead).
+//! * **Large values by hash.** With a [`blobs::BlobSink`] ([`Threads::with_blobs`]), values
+//!   above [`ThreadOptions::blob_threshold_bytes`] go to the sink (an object store) under
+//!   their blake3 hash; the WAL holds only the reference, and reads verify the bytes.
 //!
 //! # Example
 //! ```
@@ -54,6 +55,7 @@
 //! index), `<thread>/w/<id:020>/<task>` (pending writes), `<thread>/i/<key>` (idempotency
 //! key). `docs/formats/finn-wal.md` ("Agent-state stores") has the byte layout.
 
+pub mod blobs;
 pub mod conformance;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -64,6 +66,8 @@ use serde::{Deserialize, Serialize};
 
 pub use finn_wal::store::{Backend, MemoryBackend, Mutation, StoreError, WalBackend};
 
+use blobs::{BlobError, BlobId, BlobSink};
+
 /// A thread's state: channel name to bytes.
 pub type State = BTreeMap<String, Vec<u8>>;
 
@@ -72,6 +76,9 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Default distance between snapshots along a branch.
 pub const DEFAULT_SNAPSHOT_EVERY: u32 = 10;
+
+/// Default [`ThreadOptions::blob_threshold_bytes`].
+pub const DEFAULT_BLOB_THRESHOLD: u64 = 64 << 10;
 
 /// Why a thread operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +116,37 @@ pub enum ThreadError {
         size: u64,
         /// The refuse threshold.
         limit: u64,
+    },
+    /// The blob sink failed.
+    #[error("blob sink error")]
+    Blob(#[from] BlobError),
+    /// A referenced blob is not in the sink.
+    #[error("blob {id} referenced by thread {thread:?} is missing from the blob sink")]
+    BlobMissing {
+        /// The thread.
+        thread: String,
+        /// The blob.
+        id: BlobId,
+    },
+    /// A blob's bytes do not match its reference.
+    #[error("blob {id} is damaged: {len} bytes hashing to {actual}, expected {expected_len} bytes")]
+    BlobCorrupt {
+        /// The blob.
+        id: BlobId,
+        /// Length recorded in the reference.
+        expected_len: u64,
+        /// Length found.
+        len: u64,
+        /// Hash of what was found.
+        actual: BlobId,
+    },
+    /// The thread references a blob but no sink is set.
+    #[error("thread {thread:?} references blob {id} but no blob sink is configured")]
+    NoBlobSink {
+        /// The thread.
+        thread: String,
+        /// The blob.
+        id: BlobId,
     },
     /// Stored data violates the format.
     #[error("corrupt thread record {key:?}: {reason}")]
@@ -151,6 +189,9 @@ pub struct ThreadOptions {
     pub idempotency_retention: Duration,
     /// TTL given to new threads (`None`: none). Default: `None`.
     pub default_ttl: Option<Duration>,
+    /// With a blob sink set, values (channel values and pending writes) longer than this go
+    /// to the sink by hash and the record keeps a 40-byte reference. Default: 64 KiB.
+    pub blob_threshold_bytes: u64,
     /// Source of "now". Default: the system clock.
     pub clock: Clock,
 }
@@ -165,6 +206,7 @@ impl Default for ThreadOptions {
             thread_limit_bytes: 256 << 20,
             idempotency_retention: Duration::from_secs(24 * 3600),
             default_ttl: None,
+            blob_threshold_bytes: DEFAULT_BLOB_THRESHOLD,
             clock: Arc::new(|| {
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -180,6 +222,7 @@ impl std::fmt::Debug for ThreadOptions {
             .field("snapshot_every", &self.snapshot_every)
             .field("record_limit_bytes", &self.record_limit_bytes)
             .field("thread_limit_bytes", &self.thread_limit_bytes)
+            .field("blob_threshold_bytes", &self.blob_threshold_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -348,11 +391,25 @@ pub struct ThreadMeta {
     pub next_id: u64,
 }
 
+/// A stored value: the bytes, or a reference to them in the blob sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Value {
+    Inline(Vec<u8>),
+    Blob { id: BlobId, len: u64 },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Body {
-    Delta(Vec<(String, Option<Vec<u8>>)>),
+    Delta(Vec<(String, Option<Value>)>),
     /// Own writes; the inherited channels are in the `x/` index record.
-    Snapshot(Vec<(String, Vec<u8>)>),
+    Snapshot(Vec<(String, Value)>),
+}
+
+/// A [`PendingWrite`] as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredPending {
+    task: String,
+    writes: Vec<(String, Value)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +460,7 @@ fn valid(what: &'static str, name: &str) -> Result<(), ThreadError> {
 pub struct Threads<B: Backend> {
     backend: B,
     options: ThreadOptions,
+    blobs: Option<Arc<dyn BlobSink>>,
     write: Mutex<()>,
 }
 
@@ -410,6 +468,7 @@ impl<B: Backend> std::fmt::Debug for Threads<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Threads")
             .field("options", &self.options)
+            .field("blobs", &self.blobs.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -421,8 +480,104 @@ impl<B: Backend> Threads<B> {
         Ok(Self {
             backend,
             options,
+            blobs: None,
             write: Mutex::new(()),
         })
+    }
+
+    /// Stores values above [`ThreadOptions::blob_threshold_bytes`] in `sink` by hash; see
+    /// [`blobs`]. Also needed to read threads that reference blobs.
+    ///
+    /// ```
+    /// use finn::threads::{MemoryBackend, Source, StepInput, ThreadOptions, Threads};
+    /// use finn::threads::blobs::MemoryBlobs;
+    /// let sink = MemoryBlobs::new();
+    /// let threads = Threads::open(MemoryBackend::new(), ThreadOptions::default())?
+    ///     .with_blobs(std::sync::Arc::new(sink.clone()));
+    /// let big = vec![1u8; 1 << 20];
+    /// let id = threads.put("t", StepInput::new(Source::Input, 0).set("doc", big.clone()))?.id;
+    /// assert_eq!(sink.ids().len(), 1);                  // the bytes went to the sink
+    /// assert!(threads.thread_bytes("t")? < 1_000);      // the log holds a reference
+    /// assert_eq!(threads.get("t", id)?.unwrap().state["doc"], big);
+    /// # Ok::<(), finn::threads::ThreadError>(())
+    /// ```
+    pub fn with_blobs(mut self, sink: Arc<dyn BlobSink>) -> Self {
+        self.blobs = Some(sink);
+        self
+    }
+
+    /// Every blob some record of this store references (what a garbage collection of the
+    /// sink must keep).
+    pub fn referenced_blobs(&self) -> Result<BTreeSet<BlobId>, ThreadError> {
+        let mut out = BTreeSet::new();
+        let mut add = |v: &Value| {
+            if let Value::Blob { id, .. } = v {
+                out.insert(*id);
+            }
+        };
+        for (k, v) in self.backend.range("", None)? {
+            match k.split('/').nth(1) {
+                Some("c") => match dec::<Record>("checkpoint", &v)?.body {
+                    Body::Delta(w) => w.iter().filter_map(|(_, v)| v.as_ref()).for_each(&mut add),
+                    Body::Snapshot(w) => w.iter().for_each(|(_, v)| add(v)),
+                },
+                Some("w") => dec::<StoredPending>("pending writes", &v)?
+                    .writes
+                    .iter()
+                    .for_each(|(_, v)| add(v)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps `bytes` inline, or stores it in the sink when it is above the threshold.
+    fn store_value(&self, bytes: Vec<u8>) -> Result<Value, ThreadError> {
+        match &self.blobs {
+            Some(sink) if bytes.len() as u64 > self.options.blob_threshold_bytes => {
+                let id = BlobId::of(&bytes);
+                // Durable in the sink before any record can reference it.
+                sink.put(&id, &bytes)?;
+                Ok(Value::Blob {
+                    id,
+                    len: bytes.len() as u64,
+                })
+            }
+            _ => Ok(Value::Inline(bytes)),
+        }
+    }
+
+    /// The bytes of a stored value, fetched and verified if it is a blob reference.
+    fn load_value(&self, thread: &str, value: Value) -> Result<Vec<u8>, ThreadError> {
+        let (id, expected_len) = match value {
+            Value::Inline(b) => return Ok(b),
+            Value::Blob { id, len } => (id, len),
+        };
+        let sink = self.blobs.as_ref().ok_or_else(|| ThreadError::NoBlobSink {
+            thread: thread.to_owned(),
+            id,
+        })?;
+        let bytes = sink.get(&id)?.ok_or_else(|| ThreadError::BlobMissing {
+            thread: thread.to_owned(),
+            id,
+        })?;
+        let actual = BlobId::of(&bytes);
+        if actual != id || bytes.len() as u64 != expected_len {
+            return Err(ThreadError::BlobCorrupt {
+                id,
+                expected_len,
+                len: bytes.len() as u64,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn resolve(&self, thread: &str, values: BTreeMap<String, Value>) -> Result<State, ThreadError> {
+        values
+            .into_iter()
+            .map(|(k, v)| Ok((k, self.load_value(thread, v)?)))
+            .collect()
     }
 
     /// Gives the backend back (to reopen on it).
@@ -514,19 +669,20 @@ impl<B: Backend> Threads<B> {
         Ok(refs)
     }
 
+    /// The stored values (blob references unresolved) of the channels in `refs`.
     fn materialize(
         &self,
         thread: &str,
         refs: &BTreeMap<String, u64>,
-    ) -> Result<State, ThreadError> {
+    ) -> Result<BTreeMap<String, Value>, ThreadError> {
         let mut by_record: HashMap<u64, Vec<&String>> = HashMap::new();
         for (k, id) in refs {
             by_record.entry(*id).or_default().push(k);
         }
-        let mut state = State::new();
+        let mut state = BTreeMap::new();
         for (id, keys) in by_record {
             let r = self.need_record(thread, id)?;
-            let mut values: HashMap<String, Vec<u8>> = match r.body {
+            let mut values: HashMap<String, Value> = match r.body {
                 Body::Delta(w) => w
                     .into_iter()
                     .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -615,8 +771,13 @@ impl<B: Backend> Threads<B> {
             Some(d) if d + 1 < self.options.snapshot_every => d + 1,
             _ => 0,
         };
+        let writes = input
+            .writes
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.map(|v| self.store_value(v)).transpose()?)))
+            .collect::<Result<Vec<_>, ThreadError>>()?;
         let body = if depth > 0 {
-            Body::Delta(input.writes)
+            Body::Delta(writes)
         } else {
             // A snapshot: inherit the parent's channels by reference, minus this step's writes.
             let mut index = match parent {
@@ -624,7 +785,7 @@ impl<B: Backend> Threads<B> {
                 None => BTreeMap::new(),
             };
             let mut own = BTreeMap::new();
-            for (k, v) in input.writes {
+            for (k, v) in writes {
                 index.remove(&k);
                 match v {
                     Some(v) => {
@@ -780,7 +941,7 @@ impl<B: Backend> Threads<B> {
         let refs = self.refs(thread, id)?;
         Ok(Some(Checkpoint {
             meta: Self::meta_of(thread, id, &r),
-            state: self.materialize(thread, &refs)?,
+            state: self.resolve(thread, self.materialize(thread, &refs)?)?,
         }))
     }
 
@@ -857,9 +1018,12 @@ impl<B: Backend> Threads<B> {
             });
         }
         self.need_record(thread, id)?;
-        let pw = PendingWrite {
+        let pw = StoredPending {
             task: task.to_owned(),
-            writes,
+            writes: writes
+                .into_iter()
+                .map(|(k, v)| Ok((k, self.store_value(v)?)))
+                .collect::<Result<_, ThreadError>>()?,
         };
         let batch = vec![Mutation::Put(
             format!("{}{task}", wprefix(thread, id)),
@@ -876,17 +1040,29 @@ impl<B: Backend> Threads<B> {
         self.backend
             .scan_prefix(&wprefix(thread, id))?
             .into_iter()
-            .map(|(_, v)| dec("pending writes", &v))
+            .map(|(_, v)| {
+                let p: StoredPending = dec("pending writes", &v)?;
+                Ok(PendingWrite {
+                    task: p.task,
+                    writes: p
+                        .writes
+                        .into_iter()
+                        .map(|(k, v)| Ok((k, self.load_value(thread, v)?)))
+                        .collect::<Result<_, ThreadError>>()?,
+                })
+            })
             .collect()
     }
 
     /// Tasks already finished from checkpoint `id` (not to be run again).
     pub fn completed_tasks(&self, thread: &str, id: u64) -> Result<BTreeSet<String>, ThreadError> {
-        Ok(self
-            .pending_writes(thread, id)?
+        valid("thread", thread)?;
+        // Task names only: no blob is fetched.
+        self.backend
+            .scan_prefix(&wprefix(thread, id))?
             .into_iter()
-            .map(|p| p.task)
-            .collect())
+            .map(|(_, v)| Ok(dec::<StoredPending>("pending writes", &v)?.task))
+            .collect()
     }
 
     /// Forks checkpoint `id` of `thread`. Into the same thread: a new checkpoint with parent
