@@ -16,6 +16,10 @@
 //! What verified is remembered in a [`RemoteIndex`], so a run downloads what is new plus the
 //! sample. A damaged remote is a [`Finding`] in the report, not an error: the run goes on and
 //! reports everything it finds. Errors are for a remote that cannot be read at all.
+//!
+//! A run reads the prefix through several listings; GC or retention deleting in between can
+//! make a manifest it already read look like it lost objects. Confirm findings with a second
+//! run before alarming (the `finn` runtime does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

@@ -331,7 +331,13 @@ impl Inner {
         let _one = self.ops.validating.lock().await;
         let reader = self.ops.reader();
         let mut index = RemoteIndex::load_or_new(&self.ops.index_path, &self.ops.remote);
-        let report = reader.validate(&mut index, options).await?;
+        let mut report = reader.validate(&mut index, options).await?;
+        if !report.is_ok() {
+            // Confirm before raising the alarm: GC or retention deleting between this run's
+            // listings can make a manifest's objects look lost. A second pass lists afresh.
+            tracing::info!(findings = report.findings.len(), "validating again to confirm");
+            report = reader.validate(&mut index, options).await?;
+        }
         index.save(&self.ops.index_path)?;
         self.ops
             .metrics
