@@ -335,7 +335,10 @@ impl Inner {
         if !report.is_ok() {
             // Confirm before raising the alarm: GC or retention deleting between this run's
             // listings can make a manifest's objects look lost. A second pass lists afresh.
-            tracing::info!(findings = report.findings.len(), "validating again to confirm");
+            tracing::info!(
+                findings = report.findings.len(),
+                "validating again to confirm"
+            );
             report = reader.validate(&mut index, options).await?;
         }
         index.save(&self.ops.index_path)?;
