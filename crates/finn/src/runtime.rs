@@ -492,6 +492,29 @@ impl FinnBuilder {
         Ok(finn_checkpoint::Reader::new(self.remote()?, keyring))
     }
 
+    /// Opens the checkpoint writer of the configured prefix (takes its lease, fencing off any
+    /// other writer), continuing or forking a lineage: for `finn restore`, which fences writers
+    /// off before it reads and forks when it restores a point in the past. Never creates a key.
+    pub async fn open_checkpointer(
+        &self,
+        lineage: finn_checkpoint::LineageMode,
+    ) -> Result<Checkpointer, Error> {
+        let key = match &self.key {
+            KeySource::Key(k) => (**k).clone(),
+            KeySource::File { path, .. } => {
+                SigningKey::load(path).map_err(|source| Error::Key {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        let keyring = self.keyring(&key)?;
+        let mut options = CheckpointerOptions::default();
+        options.takeover = self.takeover;
+        options.lineage = lineage;
+        Ok(Checkpointer::open(self.remote()?, key, keyring, options).await?)
+    }
+
     /// The object store URL in effect.
     pub fn store_url_in_effect(&self) -> String {
         match &self.store_url {
@@ -924,7 +947,9 @@ impl Inner {
                 .write
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let covered = self.wal.last_lsn();
+            // Never below what the state already includes: after a restore from a checkpoint
+            // with no record after it, the WAL is empty (only advanced) but the state is not.
+            let covered = self.wal.last_lsn().max(self.state.applied_lsn());
             if covered > Lsn::ZERO && covered == self.confirmed().checkpointed_lsn {
                 return Ok(None);
             }
