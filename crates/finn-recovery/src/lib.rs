@@ -117,8 +117,10 @@
 //!   anything is written.
 //! - **Latest acknowledged state.** After a base state at LSN *n* is installed, every shipped
 //!   record above *n* is appended to the local WAL verbatim (`advance_to` + `append_replicated`),
-//!   so the WAL continues above them and no LSN is reused. A hole in the shipped WAL does not
-//!   discard it: the verified records before the hole are replayed, the hole is a
+//!   so the WAL continues above them and no LSN is reused. A jump in the verified shipped chain
+//!   (a lineage forked by a restore to the past continues above its prefix's high-water mark)
+//!   is history, not a hole: the records after it are replayed too. A hole (a batch whose
+//!   predecessor is missing) does not discard the shipped WAL: the verified records before the hole are replayed, the hole is a
 //!   [`Warning::ShippedGap`] with its LSN range, and the boot is `DEGRADED`
 //!   ([`DegradedReason::WalIncomplete`]); `Strict` refuses before anything is installed.
 //! - **Boot loops are seen across processes.** The [`BootJournal`] (`recovery/boot-journal.json`,

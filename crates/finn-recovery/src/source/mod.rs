@@ -82,7 +82,9 @@ impl RemoteHead {
 /// Shipped WAL records of one lineage, as read by [`RecoverySource::wal_of`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ShippedWal {
-    /// Verified records, in LSN order, contiguous from the first one on.
+    /// Verified records, in LSN order, following the chain of shipped batches (each names the
+    /// LSN it follows): LSNs may jump where the lineage's history does (a fork continues above
+    /// its prefix's high-water mark), but no record of the chain is left out before `gap`.
     pub records: Vec<Record>,
     /// A hole after `records`: the first and last missing LSN. Records shipped beyond the hole
     /// are not in `records` (they cannot be applied without the missing ones).
@@ -163,7 +165,9 @@ pub trait RecoverySource: Send + Sync + fmt::Debug {
     ) -> Result<Staged, SourceError>;
 
     /// Records with LSN greater than `after`, in order, as shipped by the writer; `Ok(None)` if
-    /// this source does not hold WAL. Records are checked (CRC, signature) by the source.
+    /// this source does not hold WAL. Records are checked (CRC, signature) by the source, and
+    /// so is the chain: a hole is an error, never a shorter or gapped list (LSNs may still jump
+    /// where the lineage forked).
     async fn wal_after(&self, after: Lsn) -> Result<Option<Vec<Record>>, SourceError> {
         let _ = after;
         Ok(None)

@@ -79,7 +79,8 @@ impl ObjectStoreSource {
         self
     }
 
-    /// The shipped records of `lineage` in `(after, until]`, contiguous, each batch verified
+    /// The shipped records of `lineage` in `(after, until]`, each batch following the one before
+    /// it (its `prev` is covered; LSNs may jump where a fork did), each batch verified
     /// (signature, record CRCs) by [`Reader::fetch_batch`]. Of overlapping objects (compaction
     /// levels) the one starting lowest, then reaching furthest, is read.
     async fn contiguous_until(
@@ -235,7 +236,7 @@ impl RecoverySource for ObjectStoreSource {
                 first,
                 ..
             }) => {
-                // The records before the hole are verified and contiguous: they are worth
+                // The records before the hole are verified and chained: they are worth
                 // replaying. The fast reader gives nothing back on a hole, so read them again
                 // up to it.
                 tracing::warn!(%lineage, missing_from = %found_prev.next(), missing_to = %expected_prev, resumes_at = %first, "shipped wal has a hole");

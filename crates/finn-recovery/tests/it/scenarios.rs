@@ -649,7 +649,11 @@ async fn a_hole_in_the_shipped_wal_is_degraded_and_reported() {
     let data = tempfile::tempdir().unwrap();
     let mut shipped = records(1, 30);
     shipped.retain(|r| r.lsn.get() != 20);
-    let remote = FakeSource::new("r", SourceKind::ObjectStore, state("r", 2)).at_lsn(10, shipped);
+    // The source knows the lineage and follows its chain, so it reports the hole itself (a
+    // jump in a verified chain is a fork's history, not a hole).
+    let remote = FakeSource::new("r", SourceKind::ObjectStore, state("r", 2))
+        .at_lsn(10, shipped)
+        .of_lineage(finn_checkpoint::LineageId::generate());
     let recovery = builder(data.path())
         .source(remote)
         .build()

@@ -154,3 +154,97 @@ async fn a_git_base_gets_the_wal_the_object_store_shipped_for_its_lineage() {
         .collect();
     assert_eq!(live, expected);
 }
+
+/// A lineage's shipped history jumps (1..=10, then 20..=25: what a fork does after a restore to
+/// the past, continuing above the prefix's high-water mark) with a verified chain, the batch
+/// after the jump naming LSN 10 as the one it follows. With the data directory lost, every
+/// record on both sides of the jump is replayed verbatim, the boot is RUNNING (strict mode
+/// accepts it: a jump is not a hole), and new appends continue above 25.
+#[tokio::test]
+async fn a_jump_in_the_verified_shipped_chain_is_replayed_not_a_hole() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, _) = crate::end_to_end::local_remote(root.path());
+    let data = root.path().join("data");
+    let layout = Layout::new(&data);
+    let key = finn_checkpoint::SigningKey::generate();
+    let cp = finn_checkpoint::Checkpointer::open(
+        remote.clone(),
+        key.clone(),
+        finn_checkpoint::Keyring::new(),
+        finn_checkpoint::CheckpointerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (wal, _) = finn_wal::Wal::open(layout.wal_dir(), wal_options()).unwrap();
+    let checkpointed = state("base", 3);
+    write_tree(layout.state_dir(), &checkpointed);
+    cp.checkpoint(
+        finn_checkpoint::CheckpointInput::from_dir(layout.state_dir(), Lsn::ZERO).unwrap(),
+    )
+    .await
+    .unwrap();
+    let put = |i: u64| {
+        wal.append(finn_wal::NewRecord::put(
+            finn_wal::Kind::State,
+            format!("k{i}"),
+            format!("value {i}"),
+        ))
+        .unwrap()
+    };
+    for i in 1..=10 {
+        assert_eq!(put(i).get(), i);
+    }
+    cp.ship_wal(&wal).await.unwrap();
+    wal.advance_to(Lsn::new(20)).unwrap();
+    for i in 20..=25 {
+        assert_eq!(put(i).get(), i);
+    }
+    cp.ship_wal(&wal).await.unwrap();
+    let written: Vec<Record> = wal
+        .iter_from(Lsn::new(1))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let lsns: Vec<u64> = written.iter().map(|r| r.lsn.get()).collect();
+    assert_eq!(lsns, (1..=10).chain(20..=25).collect::<Vec<_>>());
+    drop(wal);
+    drop(cp);
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let recovery = Cascade::builder(Layout::new(&data))
+        .wal_options(wal_options())
+        .mode(Mode::Strict)
+        .source(ObjectStoreSource::new(
+            remote,
+            finn_checkpoint::Keyring::trusting(key.verifying_key()),
+        ))
+        .build()
+        .run()
+        .await
+        .unwrap();
+    let report = recovery.report();
+    assert_eq!(report.state, State::Running, "{report:#?}");
+    assert_eq!(report.degraded, None);
+    assert!(
+        !report
+            .warnings
+            .iter()
+            .any(|x| matches!(x, Warning::WalGap { .. } | Warning::ShippedGap { .. })),
+        "{:#?}",
+        report.warnings
+    );
+    assert_eq!(read_tree(&data.join("state")), checkpointed);
+    assert_eq!(report.wal_records_restored, 16);
+    let live: Vec<Record> = recovery
+        .wal()
+        .iter_from(Lsn::new(1))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(live, written, "both sides of the jump, verbatim");
+    let next = recovery
+        .wal()
+        .append(finn_wal::NewRecord::event(finn_wal::Kind::Session, "next"))
+        .unwrap();
+    assert_eq!(next.get(), 26, "the WAL continues above the jump");
+}

@@ -259,10 +259,29 @@ impl RecoverySource for FakeSource {
         if self.lineage != Some(lineage) {
             return Ok(Some(ShippedWal::default()));
         }
-        Ok(self
-            .wal_after(after)
-            .await?
-            .map(|records| ShippedWal { records, gap: None }))
+        // Like an object store following its batch chain: a fake's records carry no `prev`
+        // links, so its history is contiguous and a missing LSN is a hole, reported with the
+        // records before it only.
+        let Some(mut records) = self.wal_after(after).await? else {
+            return Ok(None);
+        };
+        let mut expected = after.next();
+        let hole = records.iter().position(|r| {
+            let hole = r.lsn != expected;
+            expected = r.lsn.next();
+            hole
+        });
+        let gap = hole.map(|at| {
+            let resumes = records[at].lsn;
+            let first_missing = if at == 0 {
+                after.next()
+            } else {
+                records[at - 1].lsn.next()
+            };
+            records.truncate(at);
+            (first_missing, Lsn::new(resumes.get() - 1))
+        });
+        Ok(Some(ShippedWal { records, gap }))
     }
     async fn head(&self) -> Result<Option<RemoteHead>, SourceError> {
         if matches!(self.behaviour(), Behaviour::Unavailable) {
