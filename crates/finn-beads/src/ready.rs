@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bead::{Bead, DepType, IssueType, Priority, Status};
-use crate::state::{Blocker, State};
+use crate::state::{Blocker, PoolEntry, State};
 use crate::timestamp::Timestamp;
 
 /// Order of the ready list.
@@ -191,7 +191,8 @@ impl State {
         let limit = query.limit.unwrap_or(usize::MAX);
         let candidates = self
             .pool_ordered()
-            .filter(|b| self.pool_readiness(b, now).is_none())
+            .filter(|p| self.pool_readiness(p, now).is_none())
+            .map(PoolEntry::bead)
             .filter(|b| filter_miss(b, query, parent_scope.as_ref()).is_none());
         if query.sort == SortPolicy::Priority {
             // The pool is kept in this order: stop as soon as the limit is reached.
@@ -257,20 +258,24 @@ impl State {
 
     /// [`State::readiness`] of a member of the ready pool, which is open and not blocked by
     /// construction: only the checks that depend on `now` or on flags remain.
-    fn pool_readiness(&self, b: &Bead, now: &Timestamp) -> Option<Exclusion> {
-        debug_assert!(b.status == Status::Open && !self.is_blocked(&b.id));
-        if b.is_deferred_at(now) {
+    fn pool_readiness(&self, p: &PoolEntry, now: &Timestamp) -> Option<Exclusion> {
+        debug_assert!(p.bead().status == Status::Open && !self.is_blocked(&p.bead().id));
+        if p.has_defer_until && p.bead().is_deferred_at(now) {
             return Some(Exclusion::Deferred {
-                until: b.defer_until.clone(),
+                until: p.bead().defer_until.clone(),
             });
         }
-        if let Some(ancestor) = self.deferred_ancestor(b, now) {
+        // Checked here, not only inside `deferred_ancestor`, so that the bead is not read at all
+        // when nothing is deferred (the common case).
+        if !self.deferral_marks().is_empty()
+            && let Some(ancestor) = self.deferred_ancestor(p.bead(), now)
+        {
             return Some(Exclusion::ParentDeferred { ancestor });
         }
-        if b.is_template == Some(true) {
+        if p.template {
             return Some(Exclusion::Template);
         }
-        if b.ephemeral == Some(true) {
+        if p.ephemeral {
             return Some(Exclusion::Ephemeral);
         }
         None

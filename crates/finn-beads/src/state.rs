@@ -136,6 +136,36 @@ type PoolKey = (
     String,
 );
 
+/// A member of the ready pool: the entry plus what a ready query checks on it, copied out so
+/// that the default query never reads the bead itself (one cache miss per bead saved).
+#[derive(Clone, Debug)]
+pub(crate) struct PoolEntry {
+    entry: Arc<Entry>,
+    /// The bead has a `defer_until` (read from the bead only then).
+    pub(crate) has_defer_until: bool,
+    /// `is_template == Some(true)`.
+    pub(crate) template: bool,
+    /// `ephemeral == Some(true)`.
+    pub(crate) ephemeral: bool,
+}
+
+impl PoolEntry {
+    fn new(entry: &Arc<Entry>) -> PoolEntry {
+        let b = &entry.bead;
+        PoolEntry {
+            entry: Arc::clone(entry),
+            has_defer_until: b.defer_until.is_some(),
+            template: b.is_template == Some(true),
+            ephemeral: b.ephemeral == Some(true),
+        }
+    }
+
+    /// The bead.
+    pub(crate) fn bead(&self) -> &Bead {
+        &self.entry.bead
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Index {
     /// target -> beads with an edge that affects readiness pointing at it.
@@ -157,7 +187,10 @@ struct Index {
     /// entry itself, so that a ready query walks it without one id lookup per bead. The entry
     /// is the one in `State::beads`: every write of a bead marks it dirty (or sets
     /// `rebuild_all`), and `settle` re-inserts dirty beads.
-    ordered: BTreeMap<PoolKey, Arc<Entry>>,
+    ordered: BTreeMap<PoolKey, PoolEntry>,
+    /// `ordered` as a dense array, built by the first ready query after a change: repeated
+    /// queries between writes then walk 16-byte entries instead of B-tree nodes.
+    ordered_dense: std::sync::OnceLock<Vec<PoolEntry>>,
     /// Non-terminal beads with a `defer_until` or status `deferred` (their descendants may be
     /// held back); empty in most stores, which lets ready queries skip ancestor walks.
     deferred: HashSet<String>,
@@ -532,8 +565,11 @@ impl State {
     }
 
     /// The ready pool (open, unblocked) in priority order.
-    pub(crate) fn pool_ordered(&self) -> impl Iterator<Item = &Bead> {
-        self.index.ordered.values().map(|e| &e.bead)
+    pub(crate) fn pool_ordered(&self) -> impl Iterator<Item = &PoolEntry> {
+        self.index
+            .ordered_dense
+            .get_or_init(|| self.index.ordered.values().cloned().collect())
+            .iter()
     }
 
     /// Beads that may be deferred (see `Index::deferred`).
@@ -545,11 +581,13 @@ impl State {
     pub(crate) fn settle(&mut self) {
         if self.index.rebuild_all || self.index.dirty.len() * 4 > self.beads.len() {
             self.rebuild_all();
+            self.index.ordered_dense = std::sync::OnceLock::new();
             return;
         }
         if self.index.dirty.is_empty() {
             return;
         }
+        self.index.ordered_dense = std::sync::OnceLock::new();
         let dirty: Vec<String> = self.index.dirty.drain().collect();
         // 1. Direct blockers of every dirty bead.
         for id in &dirty {
@@ -624,7 +662,7 @@ impl State {
             }
             if b.status == Status::Open && !self.index.blocked.contains(id) {
                 let key = (b.priority, b.created_at.clone(), id.clone());
-                self.index.ordered.insert(key.clone(), Arc::clone(e));
+                self.index.ordered.insert(key.clone(), PoolEntry::new(e));
                 self.index.pool.insert(id.clone(), key);
             }
         }
@@ -684,7 +722,7 @@ impl State {
             }
             if b.status == Status::Open && !blocked.contains(id) {
                 let key = (b.priority, b.created_at.clone(), id.clone());
-                ordered.insert(key.clone(), Arc::clone(e));
+                ordered.insert(key.clone(), PoolEntry::new(e));
                 pool.insert(id.clone(), key);
             }
         }
