@@ -1,16 +1,19 @@
 //! Agent-state store benchmarks, beside the seed-002 targets (WAL write < 10 ms, replay
 //! < 100 ms, clear < 5 ms), which finn must beat by at least 20×.
 //!
-//! * `txn/commit_10_files`: a state-directory transaction writing ten 1 KiB files (one WAL
-//!   fdatasync, ten file fdatasyncs, renames, one directory fsync). Compare with the "WAL write"
-//!   target.
+//! * `txn/commit_10_files`: a state-directory transaction writing ten 1 KiB files with the
+//!   default checkpointing (one WAL fdatasync per commit; the files' fdatasyncs once per 32
+//!   commits), and `txn/commit_10_files_eager` (`checkpoint_every = 1`: every commit also syncs
+//!   its ten files and the directory). Compare with the "WAL write" target.
 //! * `kv/put_sync`, `kv/get`: one durable put (one fdatasync) — the "WAL write" — and one read.
 //! * `journal/append_sync`: one durable journal append.
-//! * `journal/restore`: restore of a stream (snapshot + 99 later entries, 256 B each), and
-//!   `replay/open_10k`: reopening a WAL of 10,000 keyed 256 B records and folding them into the view — the "replay".
+//! * `journal/restore`: restore of a stream (snapshot + 99 later entries, 256 B each).
+//! * `replay/open_10k`: reopening a WAL of 10,000 keyed 256 B records and folding them into
+//!   the view — the "replay"; `replay/wal_open_10k` is the WAL's own open (recovery) alone,
+//!   `replay/fold_10k` the store's fold of an open WAL alone.
 //! * `journal/delete_100`: deleting a stream of 100 entries in one durable batch — the "clear".
-//!
-//! * `raw/pwrite+fdatasync`: the device's floor for any durable write, measured in the same run.
+//! * `raw/pwrite+fdatasync` and `raw/pwrite+fdatasync_end`: the device's floor for any durable
+//!   write, measured first and last in the same run (a shared disk drifts).
 //!
 //! Run briefly with `cargo bench -p finn-wal --bench store -- --quick`.
 #![allow(missing_docs)]
@@ -155,10 +158,27 @@ fn benches(c: &mut Criterion) {
     g.bench_function("replay/wal_open_10k", |b| {
         b.iter(|| Wal::open(&rdir, options()).unwrap().0.last_lsn())
     });
+    // The store's own part: folding the already-open WAL into the view.
+    let opened = Arc::new(Wal::open(&rdir, options()).unwrap().0);
+    g.bench_function("replay/fold_10k", |b| {
+        b.iter(|| {
+            let b = WalBackend::open(opened.clone(), "kv").unwrap();
+            b.get("k050050").unwrap().map(|v| v.len())
+        })
+    });
+    drop(opened);
     g.bench_function("replay/open_10k", |b| {
         b.iter(|| {
             let b = backend(&rdir, "kv");
             b.get("k050050").unwrap().map(|v| v.len())
+        })
+    });
+    g.bench_function("raw/pwrite+fdatasync_end", |b| {
+        b.iter(|| {
+            use std::os::unix::fs::FileExt;
+            raw.write_all_at(&frame, at % (1 << 20)).unwrap();
+            at += 300;
+            raw.sync_data().unwrap()
         })
     });
     g.finish();
