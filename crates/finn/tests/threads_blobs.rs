@@ -10,8 +10,8 @@ use finn::threads::{
 };
 use finn::wal::{Options, Wal};
 use io::{block_on, count_objects};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Small helpers over the object store's async API for the assertions.
 mod io {

@@ -50,6 +50,7 @@ pub fn run<F: BackendFactory>(factory: &mut F) -> Result<Vec<&'static str>, Fail
         ),
         ("size limits warn and refuse", sizes::<F>),
         ("delete removes every record at once", delete::<F>),
+        ("large values go to the blob sink by hash", blobs::<F>),
     ];
     let mut passed = Vec::new();
     for (name, check) in checks {
@@ -444,6 +445,46 @@ fn delete<F: BackendFactory>(f: &mut F) -> Result<(), String> {
     ensure!(
         t.latest("ab").map_err(e)?.is_some(),
         "delete hit a thread sharing the prefix"
+    );
+    Ok(())
+}
+
+fn blobs<F: BackendFactory>(f: &mut F) -> Result<(), String> {
+    use super::blobs::{BlobId, MemoryBlobs};
+    let o = ThreadOptions {
+        blob_threshold_bytes: 1_000,
+        ..opts(3)
+    };
+    let sink = MemoryBlobs::new();
+    let t = open(f, o.clone())?.with_blobs(Arc::new(sink.clone()));
+    let big = vec![9u8; 50_000];
+    let id = t
+        .put(
+            "a",
+            StepInput::new(Source::Input, 0)
+                .set("big", big.clone())
+                .set("small", vec![1; 10]),
+        )
+        .map_err(e)?
+        .id;
+    ensure!(
+        sink.ids() == vec![BlobId::of(&big)],
+        "sink holds {:?}",
+        sink.ids()
+    );
+    let stored = t.thread_bytes("a").map_err(e)?;
+    ensure!(
+        stored < 1_000,
+        "{stored} bytes stored for a referenced value"
+    );
+    let t = reopen(f, t, o)?.with_blobs(Arc::new(sink.clone()));
+    let cp = t.get("a", id).map_err(e)?.ok_or("checkpoint lost")?;
+    ensure!(cp.state["big"] == big, "blob value differs after reopen");
+    ensure!(cp.state["small"] == vec![1; 10], "inline value differs");
+    sink.overwrite(BlobId::of(&big), vec![0; 50_000]);
+    ensure!(
+        matches!(t.get("a", id), Err(ThreadError::BlobCorrupt { .. })),
+        "a damaged blob was returned as state"
     );
     Ok(())
 }

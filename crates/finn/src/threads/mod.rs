@@ -22,7 +22,8 @@
 //!   half-deleted. Prune rewrites the oldest kept checkpoints as self-contained snapshots so
 //!   no kept checkpoint depends on a removed one.
 //! * **Size guardrails.** Per-record and per-thread thresholds warn ([`PutOutcome::warnings`],
-//!   and a `tracing` warning) and refuse ([`ThreadError::TooLarge`]).
+//!   and a `tracing` warning) and refuse ([`ThreadError::TooLarge`]). They count the bytes
+//!   held in the backend, where a value offloaded to the blob sink counts as its reference.
 //! * **Idempotency keys.** A put carrying a key seen within
 //!   [`ThreadOptions::idempotency_retention`] returns the first checkpoint instead of writing
 //!   a second one (a retried request after a timeout).
