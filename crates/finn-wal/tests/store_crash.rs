@@ -22,6 +22,8 @@ use finn_wal::{Options, Wal};
 const CHILD_ENV: &str = "FINN_STORE_CRASH_CHILD";
 const DIR_ENV: &str = "FINN_STORE_CRASH_DIR";
 const ROUNDS: usize = 6;
+/// Transactions get more kills: the window between the intent and the files is short.
+const TXN_ROUNDS: usize = 16;
 const FILES: usize = 10;
 
 fn options() -> Options {
@@ -198,7 +200,7 @@ fn transactions_leave_old_or_new_version_of_every_file() {
     let mut rng = Rng::new();
     let mut mixed_before_recovery = 0;
     let mut acked_max = 0;
-    for round in 0..ROUNDS {
+    for round in 0..TXN_ROUNDS {
         let acked = run_and_kill("txn", dir.path(), &mut rng);
         acked_max = acked_max.max(acked);
         let files = dir.path().join("files");
@@ -256,7 +258,7 @@ fn transactions_leave_old_or_new_version_of_every_file() {
         assert_eq!(stray, 0, "temp files left after recovery ({report:?})");
         acked_max = g;
     }
-    println!("{mixed_before_recovery}/{ROUNDS} kills landed inside the apply phase");
+    println!("{mixed_before_recovery}/{TXN_ROUNDS} kills landed inside the apply phase");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

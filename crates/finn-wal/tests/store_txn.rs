@@ -134,3 +134,41 @@ fn thresholds_trigger_checkpoints() {
     assert!(t.commit().unwrap().checkpointed, "byte threshold ignored");
     assert_eq!(state.unsynced(), 0);
 }
+
+#[test]
+fn an_apply_interrupted_midway_is_finished_by_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = files(dir.path());
+    let (state, _) = StateDir::open(&root, backend(dir.path()), "t").unwrap();
+    let mut t = state.begin();
+    for i in 0..6 {
+        t.write(&format!("f{i}"), b"old".to_vec()).unwrap();
+    }
+    t.commit().unwrap();
+    // An obstacle the apply cannot write over stops it after f0..f2: the intent is durable,
+    // the files are a mix, as after a kill in the middle of the apply.
+    std::fs::remove_file(root.join("f3")).unwrap();
+    std::fs::create_dir(root.join("f3")).unwrap();
+    let mut t = state.begin();
+    for i in 0..6 {
+        t.write(&format!("f{i}"), b"new".to_vec()).unwrap();
+    }
+    assert!(t.commit().is_err());
+    let raw: Vec<Option<Vec<u8>>> = (0..6)
+        .map(|i| std::fs::read(root.join(format!("f{i}"))).ok())
+        .collect();
+    assert_eq!(raw[0].as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        raw[5].as_deref(),
+        Some(&b"old"[..]),
+        "apply did not stop midway"
+    );
+    drop(state);
+    std::fs::remove_dir(root.join("f3")).unwrap();
+
+    let (state, report) = StateDir::open(&root, backend(dir.path()), "t").unwrap();
+    assert_eq!(report.reapplied, vec![1, 2]);
+    for i in 0..6 {
+        assert_eq!(state.read(&format!("f{i}")).unwrap(), Some(b"new".to_vec()));
+    }
+}
