@@ -12,7 +12,6 @@
 //! before anything is written, so a malformed line aborts the import with nothing applied.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -140,13 +139,6 @@ impl Store {
                     .map_err(|source| Error::ImportRecord { line: *n, source })?;
             }
         }
-        let incoming: HashSet<String> = lines
-            .iter()
-            .filter_map(|(_, l, _)| match l {
-                Line::Issue(b) => Some(b.id.clone()),
-                Line::Other { .. } => None,
-            })
-            .collect();
         let mut report = ImportReport {
             dry_run: options.dry_run,
             ..ImportReport::default()
@@ -157,7 +149,7 @@ impl Store {
             self.read(|state| {
                 let limits = &self.options().limits;
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                merge(&mut tx, lines, &incoming, &mut report);
+                merge(&mut tx, lines, &mut report);
             });
             return Ok(report);
         }
@@ -170,7 +162,7 @@ impl Store {
             max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
         };
         self.transact_with(Some(split), |tx| {
-            merge(tx, lines, &incoming, &mut report);
+            merge(tx, lines, &mut report);
             Ok(())
         })?;
         Ok(report)
@@ -213,23 +205,16 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
     }
 }
 
-fn merge(
-    tx: &mut Tx<'_>,
-    lines: Vec<ParsedLine>,
-    incoming_ids: &HashSet<String>,
-    report: &mut ImportReport,
-) {
+fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
+    // Edges whose target is unknown so far; the target may still come later in the file.
+    let mut unresolved: Vec<(String, String)> = Vec::new();
     for (_, line, raw) in lines {
         match line {
             Line::Issue(b) => {
                 let b = *b;
                 for d in &b.dependencies {
-                    if !incoming_ids.contains(&d.depends_on_id)
-                        && tx.get(&d.depends_on_id).is_none()
-                    {
-                        report
-                            .dangling_dependencies
-                            .push((b.id.clone(), d.depends_on_id.clone()));
+                    if tx.get(&d.depends_on_id).is_none() {
+                        unresolved.push((b.id.clone(), d.depends_on_id.clone()));
                     }
                 }
                 let decision = match tx.get(&b.id) {
@@ -274,4 +259,10 @@ fn merge(
             }
         }
     }
+    // Every bead of the file is now local or staged (import validates all lines first, and
+    // every merge decision leaves the id known), so a target still unknown is in neither.
+    report.dangling_dependencies = unresolved
+        .into_iter()
+        .filter(|(_, target)| tx.get(target).is_none())
+        .collect();
 }
