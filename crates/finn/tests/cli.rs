@@ -3,52 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
-
-const FINN: &str = env!("CARGO_BIN_EXE_finn");
-
-fn finn(config: &Path, args: &[&str]) -> Output {
-    Command::new(FINN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DATA_DIR")
-        .env_remove("R2_BUCKET")
-        .env_remove("FINN_STORE_URL")
-        .output()
-        .expect("the finn binary runs")
-}
-
-fn ok_json(config: &Path, args: &[&str]) -> Value {
-    let out = finn(config, args);
-    assert!(
-        out.status.success(),
-        "finn {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "finn {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// A deployment whose config, key and object store live outside the data directory, as they
-/// would on a real machine (the data directory is what a disk loss takes).
-fn deployment(root: &Path) -> PathBuf {
-    let config = root.join("finn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\n[store]\nurl = \"file://{}\"\n[keys]\nsigning_key = \"{}\"\n",
-            root.join("remote").display(),
-            root.join("keys/signing.pem").display()
-        ),
-    )
-    .unwrap();
-    config
-}
+mod support;
+use support::{FINN, deployment, finn, ok_json};
 
 #[test]
 fn init_run_write_checkpoint_wipe_recover_keeps_beads_and_learnings() {

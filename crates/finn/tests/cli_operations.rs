@@ -3,45 +3,11 @@
 //! `finn retention` (dry run by default, then `--apply`), and a damaged remote failing loudly.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-const FINN: &str = env!("CARGO_BIN_EXE_finn");
-
-fn finn(config: &Path, args: &[&str]) -> Output {
-    Command::new(FINN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DATA_DIR")
-        .env_remove("R2_BUCKET")
-        .env_remove("FINN_STORE_URL")
-        .output()
-        .expect("the finn binary runs")
-}
-
-fn json_of(out: &Output, args: &[&str]) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "finn {args:?} printed no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn ok_json(config: &Path, args: &[&str]) -> Value {
-    let out = finn(config, args);
-    assert!(
-        out.status.success(),
-        "finn {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_of(&out, args)
-}
+mod support;
+use support::{FINN, finn, json_of, ok_json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,53 +1,10 @@
 //! `finn restore` as an operator drives it: dry run, idempotent entrypoint flags, a restore to a
 //! point in the past that forks, and a lost disk restored to the latest point.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use serde_json::Value;
-
-const FINN: &str = env!("CARGO_BIN_EXE_finn");
-
-fn finn(config: &Path, args: &[&str]) -> Output {
-    Command::new(FINN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DATA_DIR")
-        .env_remove("R2_BUCKET")
-        .env_remove("FINN_STORE_URL")
-        .output()
-        .expect("the finn binary runs")
-}
-
-fn ok_json(config: &Path, args: &[&str]) -> Value {
-    let out = finn(config, args);
-    assert!(
-        out.status.success(),
-        "finn {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "finn {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn deployment(root: &Path) -> PathBuf {
-    let config = root.join("finn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\n[store]\nurl = \"file://{}\"\n[keys]\nsigning_key = \"{}\"\n",
-            root.join("remote").display(),
-            root.join("keys/signing.pem").display()
-        ),
-    )
-    .unwrap();
-    config
-}
+mod support;
+use support::{deployment, finn, ok_json};
 
 fn add_learning(config: &Path, what: &str) -> String {
     let trigger = format!("When the {what} step fails and if the deploy reports an error");
