@@ -538,9 +538,9 @@ impl FinnBuilder {
             Checkpointer::open(remote.clone(), key.clone(), keyring.clone(), options).await?;
 
         // A brand-new agent (no local state, nothing in the object store) starts from an empty
-        // state of its own rather than the cascade's template tier: the cascade treats a
-        // template-born state as provisional and would later prefer the first checkpoint over
-        // newer local WAL records appended on top of it.
+        // state of its own rather than the cascade's template tier: an empty state is what a new
+        // agent has, whereas a template boot is reported as DEGRADED and its later writes have
+        // to be matched against the remote on every boot until they reach it.
         let state_dir = self.data_dir.join("state");
         let high = checkpointer.high_water().await;
         let archive_empty = match &self.git {
