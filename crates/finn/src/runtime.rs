@@ -1238,9 +1238,37 @@ impl Inner {
         });
     }
 
+    /// Registers a scheduled task whose handler holds the runtime only weakly, so a task never
+    /// keeps a shut-down runtime alive; a run that finds it gone is ignored, not a failure.
+    fn register_task<F, Fut>(
+        self: &Arc<Self>,
+        spec: finn_scheduler::TaskSpec,
+        run: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), finn_scheduler::TaskError>> + Send + 'static,
+    {
+        let weak = Arc::downgrade(self);
+        let run = Arc::new(run);
+        self.scheduler
+            .register(spec, move |_token| {
+                let weak = weak.clone();
+                let run = Arc::clone(&run);
+                async move {
+                    let me = weak.upgrade().ok_or_else(|| {
+                        finn_scheduler::TaskError::msg("runtime stopped").ignored()
+                    })?;
+                    run(me).await
+                }
+            })
+            .map_err(scheduler_err)?;
+        Ok(())
+    }
+
     fn start_scheduler(self: &Arc<Self>, intervals: Intervals) -> Result<(), Error> {
+        use finn_scheduler::SchedulerEvent;
         use finn_scheduler::table::{HEALTH_CHECK, OBJECT_STORE_SYNC, WAL_PRUNE};
-        use finn_scheduler::{SchedulerEvent, TaskError};
         let weak = Arc::downgrade(self);
         self.scheduler.on_event(move |event| {
             if let Some(me) = weak.upgrade() {
@@ -1265,59 +1293,30 @@ impl Inner {
                 }
             }
         });
-        let gone = || TaskError::msg("runtime stopped").ignored();
-        let weak = Arc::downgrade(self);
-        self.scheduler
-            .register(spec(&OBJECT_STORE_SYNC, intervals.sync), move |_token| {
-                let weak = weak.clone();
-                async move {
-                    let me = weak.upgrade().ok_or_else(gone)?;
-                    me.sync_on_blocking_thread().await?;
-                    Ok(())
-                }
-            })
-            .map_err(scheduler_err)?;
+        self.register_task(spec(&OBJECT_STORE_SYNC, intervals.sync), |me| async move {
+            me.sync_on_blocking_thread().await?;
+            Ok(())
+        })?;
         if self.archive.is_some() {
-            let weak = Arc::downgrade(self);
-            self.scheduler
-                .register(
-                    spec(&finn_scheduler::table::GIT_ARCHIVE, intervals.git),
-                    move |_token| {
-                        let weak = weak.clone();
-                        async move {
-                            let me = weak.upgrade().ok_or_else(gone)?;
-                            me.archive_on_blocking_thread().await?;
-                            Ok(())
-                        }
-                    },
-                )
-                .map_err(scheduler_err)?;
+            self.register_task(
+                spec(&finn_scheduler::table::GIT_ARCHIVE, intervals.git),
+                |me| async move {
+                    me.archive_on_blocking_thread().await?;
+                    Ok(())
+                },
+            )?;
         }
-        let weak = Arc::downgrade(self);
-        self.scheduler
-            .register(spec(&WAL_PRUNE, intervals.prune), move |_token| {
-                let weak = weak.clone();
-                async move {
-                    let me = weak.upgrade().ok_or_else(gone)?;
-                    me.prune()?;
-                    Ok(())
-                }
-            })
-            .map_err(scheduler_err)?;
-        let weak = Arc::downgrade(self);
-        self.scheduler
-            .register(spec(&HEALTH_CHECK, intervals.health), move |_token| {
-                let weak = weak.clone();
-                async move {
-                    let me = weak.upgrade().ok_or_else(gone)?;
-                    let report = me.health.check().await;
-                    if report.overall != Health::Healthy {
-                        tracing::warn!(overall = %report.overall, reasons = ?report.reasons(), "health");
-                    }
-                    Ok(())
-                }
-            })
-            .map_err(scheduler_err)?;
+        self.register_task(spec(&WAL_PRUNE, intervals.prune), |me| async move {
+            me.prune()?;
+            Ok(())
+        })?;
+        self.register_task(spec(&HEALTH_CHECK, intervals.health), |me| async move {
+            let report = me.health.check().await;
+            if report.overall != Health::Healthy {
+                tracing::warn!(overall = %report.overall, reasons = ?report.reasons(), "health");
+            }
+            Ok(())
+        })?;
         self.register_verify_tasks()?;
         self.scheduler.start().map_err(scheduler_err)?;
         Ok(())
