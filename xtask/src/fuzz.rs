@@ -133,12 +133,16 @@ fn fuzz_cmd(fuzz_dir: &Path) -> Command {
     cmd
 }
 
+/// Tested with this release on the stable toolchain (`RUSTC_BOOTSTRAP=1`, `--sanitizer none`);
+/// pinned so that a newer release cannot change CI under us.
+const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
+
 fn ensure_cargo_fuzz() -> Result<()> {
     if shell::has_program("cargo-fuzz", &["fuzz", "--version"]) {
         return Ok(());
     }
-    eprintln!("installing cargo-fuzz (first use only)");
-    shell::run(shell::cargo().args(["install", "--locked", "cargo-fuzz"]))
+    eprintln!("installing {CARGO_FUZZ} (first use only)");
+    shell::run(shell::cargo().args(["install", "--locked", CARGO_FUZZ]))
 }
 
 fn count(dir: &Path) -> usize {
