@@ -375,6 +375,7 @@ impl Checkpointer {
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
+        fail::fail_point!("checkpoint::publish::after_prepare");
 
         // Phase 1b: the intent names every object this checkpoint needs, so GC spares them.
         let intent_id = Ulid::new();
@@ -390,6 +391,7 @@ impl Checkpointer {
         self.remote
             .put(&intent_key, Bytes::from(intent.to_string()))
             .await?;
+        fail::fail_point!("checkpoint::publish::after_intent");
 
         // Phase 1c: upload what is missing.
         let remote = &self.remote;
@@ -419,6 +421,8 @@ impl Checkpointer {
                 stored_size: u.stored_size,
             });
         }
+
+        fail::fail_point!("checkpoint::publish::after_upload");
 
         // Phase 2: publish version N+1. The writer's high-water mark is its index of the
         // manifests present (found at open, raised by what it publishes), so no listing is
@@ -474,6 +478,7 @@ impl Checkpointer {
                 }
             }
         };
+        fail::fail_point!("checkpoint::publish::after_manifest");
         let version = signed.version;
         st.high_water.version = version;
         st.high_water.lsn = st.high_water.lsn.max(signed.covered_lsn);
@@ -484,6 +489,7 @@ impl Checkpointer {
                 true
             }
         };
+        fail::fail_point!("checkpoint::publish::after_intent_removed");
         let report = CheckpointReport {
             version,
             manifest_hash: signed.hash(),

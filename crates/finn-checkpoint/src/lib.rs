@@ -134,6 +134,12 @@
 //! [`fault::FaultStore`] wraps any store, counts operations by kind and fails, hangs, delays or
 //! "loses the answer of" the k-th one; it can also hide objects and "forget" deletes.
 //!
+//! # Crate features
+//! None. Fail points (`fail` crate) at every step of publication
+//! (`checkpoint::publish::{after_prepare, after_intent, after_upload, after_manifest,
+//! after_intent_removed}`) are compiled to nothing unless `fail/failpoints` is on, which only
+//! this crate's own tests enable.
+//!
 //! # Minimum supported Rust version
 //! The workspace `rust-version` (1.89).
 

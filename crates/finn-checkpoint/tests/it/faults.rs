@@ -100,6 +100,57 @@ async fn check_invariants(
     );
 }
 
+/// GC (no grace) removes the debris: afterwards exactly the objects of the newest manifest exist
+/// (retain = 1), and no intent is left.
+async fn assert_gc_leaves_only_the_newest(
+    inner: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    key: &SigningKey,
+    mut gc_opts: finn_checkpoint::CheckpointerOptions,
+    case: &str,
+) {
+    gc_opts.retain = 1;
+    let remote = util::remote(inner.clone(), prefix);
+    let cp = Checkpointer::open(remote, key.clone(), Keyring::new(), gc_opts)
+        .await
+        .unwrap();
+    cp.gc_with(Duration::ZERO, Duration::ZERO).await.unwrap();
+    let reader = Reader::new(
+        util::remote(inner.clone(), prefix),
+        Keyring::trusting(key.verifying_key()),
+    );
+    let newest = reader.newest().await.unwrap().unwrap();
+    let wanted: BTreeSet<String> = newest
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{prefix}/objects/{}/{}.{}",
+                &f.blake3.to_hex()[..2],
+                f.blake3,
+                f.codec.extension()
+            )
+        })
+        .collect();
+    let mut present = BTreeSet::new();
+    let mut intents = 0;
+    use futures::StreamExt;
+    let mut list = inner.list(Some(&prefix.into()));
+    while let Some(m) = list.next().await {
+        let loc = m.unwrap().location.to_string();
+        if loc.contains("/objects/") {
+            present.insert(loc);
+        } else if loc.contains("/intents/") {
+            intents += 1;
+        }
+    }
+    assert_eq!(
+        present, wanted,
+        "{case}: gc leaves exactly the needed objects"
+    );
+    assert_eq!(intents, 0, "{case}: gc removes stale intents");
+}
+
 async fn campaign(fault: fn() -> Fault, timeout: Duration) -> u64 {
     let key = SigningKey::generate();
     let (t1, t2, t3) = (tree(1), tree(2), tree(3));
@@ -151,49 +202,8 @@ async fn campaign(fault: fn() -> Fault, timeout: Duration) -> u64 {
         };
         check_invariants(&inner, prefix, &key, std::slice::from_ref(&t3)).await;
 
-        // GC (no grace) removes the debris: afterwards exactly the objects of retained manifests
-        // exist, and no intent is left.
-        let mut gc_opts = options();
-        gc_opts.retain = 1;
         drop(cp);
-        let cp = Checkpointer::open(remote.clone(), key.clone(), Keyring::new(), gc_opts)
-            .await
-            .unwrap();
-        cp.gc_with(Duration::ZERO, Duration::ZERO).await.unwrap();
-        let reader = Reader::new(
-            util::remote(inner.clone(), prefix),
-            Keyring::trusting(key.verifying_key()),
-        );
-        let newest = reader.newest().await.unwrap().unwrap();
-        let wanted: BTreeSet<String> = newest
-            .files
-            .iter()
-            .map(|f| {
-                format!(
-                    "{prefix}/objects/{}/{}.{}",
-                    &f.blake3.to_hex()[..2],
-                    f.blake3,
-                    f.codec.extension()
-                )
-            })
-            .collect();
-        let mut present = BTreeSet::new();
-        let mut intents = 0;
-        use futures::StreamExt;
-        let mut list = inner.list(Some(&prefix.into()));
-        while let Some(m) = list.next().await {
-            let loc = m.unwrap().location.to_string();
-            if loc.contains("/objects/") {
-                present.insert(loc);
-            } else if loc.contains("/intents/") {
-                intents += 1;
-            }
-        }
-        assert_eq!(
-            present, wanted,
-            "k={k}: gc leaves exactly the needed objects"
-        );
-        assert_eq!(intents, 0, "k={k}: gc removes stale intents");
+        assert_gc_leaves_only_the_newest(&inner, prefix, &key, options(), &format!("k={k}")).await;
         k += 1;
     }
 }
@@ -219,4 +229,70 @@ async fn every_operation_losing_its_answer() {
     // The operation happens but the caller sees an error: the "did my create win?" case.
     let n = campaign(Fault::lost, Duration::from_secs(10)).await;
     assert!(n >= 20, "{n}");
+}
+
+/// The fail points of `Checkpointer::checkpoint`, in order, with whether the new version is
+/// published when the writer dies there.
+const PUBLISH_STEPS: &[(&str, bool)] = &[
+    ("checkpoint::publish::after_prepare", false),
+    ("checkpoint::publish::after_intent", false),
+    ("checkpoint::publish::after_upload", false),
+    ("checkpoint::publish::after_manifest", true),
+    ("checkpoint::publish::after_intent_removed", true),
+];
+
+/// The writer dies (a panic, as a process would die) at one step of publishing checkpoint 2;
+/// then a fresh writer takes over. Readers see checkpoint 1 or 2 whole, never a mix; the next
+/// checkpoint takes the next free version; GC removes what the dead writer left.
+async fn writer_dies_at(point: &str, published: bool) {
+    let scenario = fail::FailScenario::setup();
+    let key = SigningKey::generate();
+    let (t1, t2, t3) = (tree(1), tree(2), tree(3));
+    let options = || {
+        util::opts(|o| {
+            o.multipart_threshold = 32 << 10;
+            o.part_size = 32 << 10;
+            o.takeover = finn_checkpoint::Takeover::Force;
+        })
+    };
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let prefix = "agent";
+    let remote = util::remote(inner.clone(), prefix);
+    let cp = Checkpointer::open(remote.clone(), key.clone(), Keyring::new(), options())
+        .await
+        .unwrap();
+    assert_eq!(cp.checkpoint(input(&t1, 1)).await.unwrap().version, 1);
+
+    fail::cfg(point, "panic").unwrap();
+    let second = input(&t2, 2);
+    let died = tokio::spawn(async move { cp.checkpoint(second).await }).await;
+    fail::remove(point);
+    assert!(
+        died.as_ref().is_err_and(|e| e.is_panic()),
+        "{point}: the writer died there"
+    );
+
+    let now = if published { &t2 } else { &t1 };
+    check_invariants(&inner, prefix, &key, std::slice::from_ref(now)).await;
+
+    let cp = Checkpointer::open(remote, key.clone(), Keyring::new(), options())
+        .await
+        .unwrap();
+    let next = cp.checkpoint(input(&t3, 3)).await.unwrap();
+    assert_eq!(
+        next.version,
+        if published { 3 } else { 2 },
+        "{point}: the next checkpoint takes the next free version"
+    );
+    check_invariants(&inner, prefix, &key, std::slice::from_ref(&t3)).await;
+    drop(cp);
+    assert_gc_leaves_only_the_newest(&inner, prefix, &key, options(), point).await;
+    scenario.teardown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_dying_at_every_publication_step_loses_nothing() {
+    for &(point, published) in PUBLISH_STEPS {
+        writer_dies_at(point, published).await;
+    }
 }
