@@ -8,6 +8,7 @@
 //! before the rename, no directory sync after it) run through the same check, which must catch
 //! them: the check can fail.
 
+use std::io::Write;
 use std::path::Path;
 
 use finn_wal::fs::sim::{Crash, SimFs};
@@ -60,7 +61,7 @@ fn check(write: Writer) -> Result<u64, String> {
 
 #[test]
 fn write_atomic_leaves_the_old_or_the_new_file_after_any_power_loss() {
-    let ops = check(write_atomic_with::<SimFs>).unwrap();
+    let ops = check(|fs, path, bytes| write_atomic_with(fs, path, |f| f.write_all(bytes))).unwrap();
     assert_eq!(ops, 5, "create, write, sync, rename, sync the directory");
 }
 
@@ -99,7 +100,7 @@ fn a_failed_data_sync_is_reported_never_retried_and_the_old_file_stays() {
     let fs = SimFs::new();
     fs.put_durable(path, OLD);
     fs.fail_next_sync();
-    let err = write_atomic_with(&fs, path, &new_contents()).unwrap_err();
+    let err = write_atomic_with(&fs, path, |f| f.write_all(&new_contents())).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(5), "EIO reaches the caller");
     // create, write, the failed sync, then only the temp file's removal: no second sync.
     assert_eq!(fs.ops(), 4, "the failed sync is not retried");
@@ -142,7 +143,7 @@ fn a_failed_directory_sync_is_reported_and_leaves_the_old_or_the_new_file() {
     let new = new_contents();
     let fs = SimFs::new();
     fs.put_durable(path, OLD);
-    let err = write_atomic_with(&FailDirSync(&fs), path, &new).unwrap_err();
+    let err = write_atomic_with(&FailDirSync(&fs), path, |f| f.write_all(&new)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(5), "EIO reaches the caller");
     // create, write, sync, rename, the failed sync, then the temp removal (already renamed).
     assert_eq!(fs.ops(), 6, "the failed sync is not retried");

@@ -33,10 +33,9 @@ pub trait Io {
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
 }
 
-/// A file opened by an [`Io`].
-pub trait IoFile {
-    /// Appends `bytes`.
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+/// A file opened by an [`Io`]: written through [`Write`], made durable by
+/// [`sync_data`](Self::sync_data).
+pub trait IoFile: Write {
     /// Makes the file's data durable (fdatasync).
     fn sync_data(&mut self) -> std::io::Result<()>;
 }
@@ -66,10 +65,6 @@ impl Io for Os {
 }
 
 impl IoFile for File {
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        Write::write_all(self, bytes)
-    }
-
     fn sync_data(&mut self) -> std::io::Result<()> {
         File::sync_data(self)
     }
@@ -87,12 +82,40 @@ impl IoFile for File {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(&Os, path, bytes)
+    write_atomic_with(&Os, path, |file| file.write_all(bytes))
 }
 
-/// [`write_atomic`] through any [`Io`]. Each step's failure is returned as it is; a failed
-/// sync is never retried (its outcome is unknown), and the temp file is removed.
-pub fn write_atomic_with<I: Io>(io: &I, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// [`write_atomic`] with the contents streamed by `fill` (wrap the file in a
+/// [`BufWriter`](std::io::BufWriter) for many small writes, and flush it).
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("export.jsonl");
+/// finn_wal::fs::write_atomic_from(&path, |file| {
+///     let mut w = std::io::BufWriter::new(file);
+///     for n in 0..3 {
+///         writeln!(w, "{{\"n\":{n}}}")?;
+///     }
+///     w.flush()
+/// })?;
+/// assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 3);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_atomic_from(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    write_atomic_with(&Os, path, fill)
+}
+
+/// [`write_atomic_from`] through any [`Io`]. Each step's failure is returned as it is; a
+/// failed sync is never retried (its outcome is unknown), and the temp file is removed.
+pub fn write_atomic_with<I: Io>(
+    io: &I,
+    path: &Path,
+    fill: impl FnOnce(&mut I::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
@@ -107,7 +130,7 @@ pub fn write_atomic_with<I: Io>(io: &I, path: &Path, bytes: &[u8]) -> std::io::R
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut file = io.create_new(&tmp)?;
-        file.write_all(bytes)?;
+        fill(&mut file)?;
         // The data must be durable before the rename can be: otherwise a power loss may keep
         // the new name with no data behind it.
         file.sync_data()?;

@@ -20,12 +20,13 @@
 //! ```
 //! use finn_wal::fs::sim::{Crash, SimFs};
 //! use finn_wal::fs::write_atomic_with;
+//! use std::io::Write;
 //! use std::path::Path;
 //!
 //! let fs = SimFs::new();
 //! let path = Path::new("/state/agent.json");
 //! fs.put_durable(path, b"old");
-//! write_atomic_with(&fs, path, b"new")?;
+//! write_atomic_with(&fs, path, |file| file.write_all(b"new"))?;
 //! for seed in 0..16 {
 //!     assert_eq!(fs.crash(Crash::Subset(seed)).read(path).as_deref(), Some(&b"new"[..]));
 //! }
@@ -314,8 +315,9 @@ impl Io for SimFs {
     }
 }
 
-impl IoFile for SimFile {
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+impl std::io::Write for SimFile {
+    /// Records one write of all of `bytes` (a short write is not modelled).
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut s = self.fs.op()?;
         let buf = s.data.entry(self.inode).or_default();
         let offset = buf.len();
@@ -325,9 +327,16 @@ impl IoFile for SimFile {
             offset,
             bytes: bytes.to_vec(),
         });
-        Ok(())
+        Ok(bytes.len())
     }
 
+    /// Nothing is buffered: a no-op.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl IoFile for SimFile {
     fn sync_data(&mut self) -> std::io::Result<()> {
         let mut s = self.fs.sync_op()?;
         let now = s.data.get(&self.inode).cloned().unwrap_or_default();
@@ -358,6 +367,7 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn write(fs: &SimFs, path: &str, bytes: &[u8]) -> SimFile {
         let mut f = fs.create_new(Path::new(path)).unwrap();
