@@ -151,16 +151,18 @@ async fn assert_gc_leaves_only_the_newest(
     assert_eq!(intents, 0, "{case}: gc removes stale intents");
 }
 
+/// Small parts (the big file goes multipart), and a writer that takes over from a dead one.
+fn options() -> finn_checkpoint::CheckpointerOptions {
+    util::opts(|o| {
+        o.multipart_threshold = 32 << 10;
+        o.part_size = 32 << 10;
+        o.takeover = finn_checkpoint::Takeover::Force;
+    })
+}
+
 async fn campaign(fault: fn() -> Fault, timeout: Duration) -> u64 {
     let key = SigningKey::generate();
     let (t1, t2, t3) = (tree(1), tree(2), tree(3));
-    let options = || {
-        util::opts(|o| {
-            o.multipart_threshold = 32 << 10;
-            o.part_size = 32 << 10;
-            o.takeover = finn_checkpoint::Takeover::Force;
-        })
-    };
     let mut k = 1;
     loop {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -248,13 +250,6 @@ async fn writer_dies_at(point: &str, published: bool) {
     let scenario = fail::FailScenario::setup();
     let key = SigningKey::generate();
     let (t1, t2, t3) = (tree(1), tree(2), tree(3));
-    let options = || {
-        util::opts(|o| {
-            o.multipart_threshold = 32 << 10;
-            o.part_size = 32 << 10;
-            o.takeover = finn_checkpoint::Takeover::Force;
-        })
-    };
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let prefix = "agent";
     let remote = util::remote(inner.clone(), prefix);
