@@ -34,7 +34,7 @@ pub fn encode_records(records: &[Record]) -> Vec<u8> {
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
-        let builder = FrameBuilder::begin(&mut out, None);
+        let builder = FrameBuilder::begin(&mut out, None, None);
         builder.push(&mut out, &r.as_ref());
         builder.finish(&mut out);
     }

@@ -15,24 +15,32 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
 use crate::id::now_ms;
 use crate::reader::{FrameReader, Next};
+use crate::record::TAG_SEAL;
 use crate::record::{BodyRecords, FrameBuilder, RecordRef};
 use crate::segment::{
-    FLAG_COMPACTED, HEADER_LEN, Segment, SegmentHeader, TEMP_SUFFIX, read_header, segment_file_name,
+    FLAG_COMPACTED, HEADER_LEN, Segment, SegmentHeader, TEMP_SUFFIX, read_header, read_seal,
+    segment_file_name,
 };
 use crate::status::{CompactionReport, Metrics};
 use crate::writer::Inner;
 use crate::{Error, Op, fs as wal_fs};
 
 /// Newest LSN per `(kind code, key)`, plus how many bytes of superseded keyed records exist.
+///
+/// Open does not read sealed segments' records, so their keys are folded in lazily: `pending`
+/// lists sealed segments holding keyed records whose keys are not yet in the map. Anything that
+/// decides liveness or garbage goes through [`Inner::loaded_keys`], which folds them first.
+/// Folding order does not matter: [`KeyIndex::observe`] keeps the highest LSN per key.
 #[derive(Debug, Default)]
 pub(crate) struct KeyIndex {
     map: HashMap<u16, HashMap<Box<str>, KeyEntry>>,
     garbage_bytes: u64,
+    pub(crate) pending: Vec<Arc<Segment>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +54,7 @@ impl KeyIndex {
     pub(crate) fn observe(&mut self, kind: u16, key: &str, lsn: u64, bytes: u64) {
         let keys = self.map.entry(kind).or_default();
         match keys.get_mut(key) {
+            Some(entry) if entry.lsn == lsn => {}
             Some(entry) => {
                 if lsn > entry.lsn {
                     self.garbage_bytes += entry.bytes;
@@ -82,15 +91,73 @@ impl KeyIndex {
     pub(crate) fn garbage_bytes(&self) -> u64 {
         self.garbage_bytes
     }
+
+    /// Reads the keyed records of every pending segment into the map.
+    pub(crate) fn fold_pending(&mut self) -> Result<(), Error> {
+        while let Some(seg) = self.pending.last().cloned() {
+            let mut reader = FrameReader::new(HEADER_LEN, seg.end());
+            loop {
+                match reader
+                    .next_frame(&seg.file)
+                    .map_err(|e| Error::io(&seg.path, e))?
+                {
+                    Next::Frame { offset, body, .. } => {
+                        let records = BodyRecords::parse(body)
+                            .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
+                        for r in records {
+                            if let (Op::Put | Op::Delete, Some(key), Some(code)) =
+                                (r.op, r.key, r.kind.code())
+                            {
+                                self.observe(code, key, r.lsn, r.encoded_len() as u64);
+                            }
+                        }
+                    }
+                    Next::End { .. } => break,
+                    Next::Bad { offset, kind } => {
+                        return Err(Error::corrupt(&seg.path, offset, kind));
+                    }
+                }
+            }
+            self.pending.pop();
+        }
+        Ok(())
+    }
+
+    /// Drops `segment` from the pending list; returns whether it was there (then its keys were
+    /// never counted and need no forgetting).
+    pub(crate) fn take_pending(&mut self, segment: &Arc<Segment>) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|s| !Arc::ptr_eq(s, segment));
+        self.pending.len() != before
+    }
 }
 
-/// Registers every frame of a freshly written segment on its handle.
+impl Inner {
+    /// The key index with every sealed segment's keys folded in.
+    pub(crate) fn loaded_keys(&self) -> Result<MutexGuard<'_, KeyIndex>, Error> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if !keys.pending.is_empty() {
+            let started = std::time::Instant::now();
+            let segments = keys.pending.len();
+            keys.fold_pending()?;
+            tracing::debug!(segments, elapsed = ?started.elapsed(), "folded keys of sealed segments");
+        }
+        Ok(keys)
+    }
+}
+
+/// Registers every frame of a freshly written segment on its handle (up to its seal, if it
+/// has one).
 pub(crate) fn load_frames(segment: &Segment) -> Result<(), Error> {
     let len = segment
         .file
         .metadata()
         .map_err(|e| Error::io(&segment.path, e))?
         .len();
+    if let Some(seal) = read_seal(&segment.file, len).map_err(|e| Error::io(&segment.path, e))? {
+        segment.load_seal(&seal);
+        return Ok(());
+    }
     let mut reader = FrameReader::new(HEADER_LEN, len);
     loop {
         match reader
@@ -98,11 +165,14 @@ pub(crate) fn load_frames(segment: &Segment) -> Result<(), Error> {
             .map_err(|e| Error::io(&segment.path, e))?
         {
             Next::Frame { offset, len, body } => {
-                let mut records = BodyRecords::parse(body)
+                if body.first() == Some(&TAG_SEAL) {
+                    return Ok(());
+                }
+                let records = BodyRecords::parse(body)
                     .map_err(|kind| Error::corrupt(&segment.path, offset, kind))?;
-                let first = records.next().map_or(0, |r| r.lsn);
-                let last = records.last().map_or(first, |r| r.lsn);
-                segment.note_frame(offset, offset + len, first, last);
+                let (first, last, count) = (records.first_lsn, records.last_lsn, records.count);
+                let keyed = records.filter(|r| r.op != Op::Event).count() as u64;
+                segment.note_frame(offset, offset + len, first, last, u64::from(count), keyed);
             }
             Next::End { .. } => return Ok(()),
             Next::Bad { offset, kind } => return Err(Error::corrupt(&segment.path, offset, kind)),
@@ -171,7 +241,7 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
                 .map_err(|kind| cleanup(Error::corrupt(&seg.path, offset, kind)))?;
             let mut live: Vec<RecordRef<'_>> = Vec::new();
             {
-                let keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
+                let keys = inner.loaded_keys().map_err(&cleanup)?;
                 for r in records {
                     report.records_in += 1;
                     let keep = match (r.op, r.key, r.kind.code()) {
@@ -193,8 +263,14 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
                 continue;
             }
             report.records_out += live.len() as u64;
-            let builder =
-                FrameBuilder::begin(&mut buf, (live.len() > 1).then_some(live.len() as u32));
+            // The output is synced as a whole before it becomes part of the log, so every
+            // frame's bytes before it count as durable.
+            let synced_to = at + buf.len() as u64;
+            let builder = FrameBuilder::begin(
+                &mut buf,
+                (live.len() > 1).then_some(live.len() as u32),
+                Some(synced_to),
+            );
             for r in &live {
                 builder.push(&mut buf, r);
             }
@@ -213,6 +289,8 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         at += buf.len() as u64;
     }
     report.bytes_out = at - HEADER_LEN;
+    // Every ULID of the compacted range was handed out before the following segment began.
+    let max_ulid = following.header.prev_ulid;
     if dropped.is_empty() {
         // Nothing superseded in the sealed range: leave the files alone.
         let _ = std::fs::remove_file(&tmp);
@@ -220,8 +298,13 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         report.bytes_out = report.bytes_in;
         return Ok(report);
     }
-    let synced = sync_output(&out);
+    // Seal the output like a rotated segment, so that opening never scans it.
+    let sealed_out = out.try_clone().map_err(|e| cleanup(Error::io(&tmp, e)))?;
+    let staged = Segment::new(tmp.clone(), sealed_out, header);
+    load_frames(&staged).map_err(&cleanup)?;
+    let synced = sync_output(&out).and_then(|()| staged.write_seal(max_ulid));
     synced.map_err(|e| cleanup(Error::io(&tmp, e)))?;
+    drop(staged);
     drop(out);
     fail::fail_point!("wal::compaction::before_rename", |_| Err(Error::io(
         &tmp,
@@ -265,6 +348,9 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
 
     {
         let mut keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for seg in sealed {
+            keys.take_pending(seg);
+        }
         for (code, key, lsn, bytes) in &dropped {
             keys.forget(*code, key, *lsn, *bytes);
         }

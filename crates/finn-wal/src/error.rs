@@ -194,6 +194,10 @@ pub enum Corruption {
         /// The version found.
         version: u16,
     },
+    /// A segment's seal disagrees with the records it describes (found by
+    /// [`Wal::verify`](crate::Wal::verify)).
+    #[error("segment seal disagrees with its records")]
+    SealMismatch,
     /// The segment file name disagrees with the first LSN in its header.
     #[error("file name says first LSN {name}, header says {header}")]
     NameMismatch {

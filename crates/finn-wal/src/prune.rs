@@ -79,7 +79,9 @@ fn remove_segments(inner: &Inner, victims: &[Arc<Segment>]) -> Result<PruneRepor
         {
             let mut keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
             for v in victims {
-                forget_keys(v, &mut keys)?;
+                if !keys.take_pending(v) {
+                    forget_keys(v, &mut keys)?;
+                }
             }
         }
         {
@@ -178,22 +180,24 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
         Some(b) => snapshot[b + 1..].to_vec(),
         None => snapshot.clone(),
     };
-    let mut cut: Option<(u64, Option<u64>)> = None;
+    let mut cut: Option<(u64, Option<u64>, (u64, u64))> = None;
     if let Some(b) = boundary {
         let seg = &snapshot[b];
         let mut last_kept = None;
         let mut straddle = false;
+        let mut counts = (0u64, 0u64);
         for_each_frame(seg, |offset, _, body| {
-            let Ok(mut records) = BodyRecords::parse(body) else {
+            let Ok(records) = BodyRecords::parse(body) else {
                 return false;
             };
-            let first = records.next().map_or(0, |r| r.lsn);
-            let last = records.last().map_or(first, |r| r.lsn);
+            let (first, last, count) = (records.first_lsn, records.last_lsn, records.count);
             if last <= lsn {
                 last_kept = Some(last);
+                counts.0 += u64::from(count);
+                counts.1 += records.filter(|r| r.op != Op::Event).count() as u64;
                 true
             } else if first > lsn {
-                cut = Some((offset, last_kept));
+                cut = Some((offset, last_kept, counts));
                 false
             } else {
                 straddle = true;
@@ -219,7 +223,20 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
         let mut segments = inner.segments.write().unwrap_or_else(|e| e.into_inner());
         segments.retain(|s| !victims.iter().any(|v| Arc::ptr_eq(s, v)));
     }
-    if let (Some(b), Some((offset, last_kept))) = (boundary, cut) {
+    // The boundary segment becomes the active one unless it is a compacted one.
+    let reuse = boundary.filter(|&b| !snapshot[b].header.is_compacted());
+    if let Some(b) = reuse {
+        // Appending to it again: its seal (if any) goes first, so that no stale seal or trailer
+        // is left behind the new frames.
+        let seg = &snapshot[b];
+        if seg.is_sealed() {
+            seg.unseal().map_err(|e| {
+                inner.poison("unsealing", &seg.path, &e);
+                Error::io(&seg.path, e)
+            })?;
+        }
+    }
+    if let (Some(b), Some((offset, last_kept, counts))) = (boundary, cut) {
         let seg = &snapshot[b];
         let end = seg.end();
         zero_fill(&seg.file, offset, end)
@@ -228,11 +245,9 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
                 inner.poison("truncate", &seg.path, &e);
                 Error::io(&seg.path, e)
             })?;
-        seg.cut(offset, last_kept);
+        seg.cut(offset, last_kept, counts);
     }
 
-    // The boundary segment becomes the active one unless it is a compacted (sealed) one.
-    let reuse = boundary.filter(|&b| !snapshot[b].header.is_compacted());
     match reuse {
         Some(b) => {
             let seg = Arc::clone(&snapshot[b]);
@@ -243,6 +258,8 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
                 .len();
             w.capacity = len.max(seg.end());
             w.write_offset = seg.end();
+            // Everything kept was synced: sealed data, or the cut's fdatasync above.
+            w.synced_offset = seg.end();
             w.active = seg;
         }
         None => {
@@ -267,6 +284,7 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
                 .push(Arc::clone(&seg));
             w.capacity = inner.options.segment_size;
             w.write_offset = HEADER_LEN;
+            w.synced_offset = HEADER_LEN;
             w.active = seg;
         }
     }
@@ -275,7 +293,8 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
     inner.last_lsn.store(lsn, Ordering::Release);
     inner.durable_lsn.fetch_min(lsn, Ordering::AcqRel);
 
-    // Rebuild the key index and the size from what is left (truncation is rare).
+    // Rebuild the key index and the size from what is left (truncation is rare). Sealed
+    // segments are folded in lazily; the active one now, before appends observe its keys.
     let mut keys = KeyIndex::default();
     let mut total = 0;
     for seg in inner
@@ -285,19 +304,13 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
         .iter()
     {
         total += seg.data_bytes();
-        for_each_frame(seg, |_, _, body| {
-            if let Ok(records) = BodyRecords::parse(body) {
-                for r in records {
-                    if let (Op::Put | Op::Delete, Some(key), Some(code)) =
-                        (r.op, r.key, r.kind.code())
-                    {
-                        keys.observe(code, key, r.lsn, r.encoded_len() as u64);
-                    }
-                }
-            }
-            true
-        })?;
+        if !Arc::ptr_eq(seg, &w.active) {
+            keys.pending.push(Arc::clone(seg));
+        }
     }
+    let sealed = std::mem::replace(&mut keys.pending, vec![Arc::clone(&w.active)]);
+    keys.fold_pending()?;
+    keys.pending = sealed;
     *inner.keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
     inner.wal_bytes.store(total, Ordering::Relaxed);
     Ok(())

@@ -1,17 +1,17 @@
 //! Streaming reads: a buffered frame reader over positioned reads, and [`Iter`].
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::marker::PhantomData;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::error::Corruption;
-use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc};
+use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc, next_validated_record};
 use crate::segment::Segment;
 use crate::{Error, Record};
 
-const READ_CHUNK: usize = 256 * 1024;
+/// Large positioned reads: one syscall per mebibyte keeps replay near raw read speed.
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// What [`FrameReader::next_frame`] found.
 #[derive(Debug)]
@@ -37,6 +37,8 @@ pub(crate) struct FrameReader {
     buf_pos: u64,
     filled: usize,
     pos: u64,
+    /// Where the body of the frame last returned lies in `buf`.
+    last_body: (usize, usize),
 }
 
 impl FrameReader {
@@ -48,7 +50,14 @@ impl FrameReader {
             buf_pos: offset,
             filled: 0,
             pos: offset,
+            last_body: (0, 0),
         }
+    }
+
+    /// The body of the frame the last [`next_frame`](Self::next_frame) returned; valid until
+    /// the next call.
+    pub(crate) fn last_body(&self) -> &[u8] {
+        &self.buf[self.last_body.0..self.last_body.1]
     }
 
     /// Offset of the next frame.
@@ -159,6 +168,7 @@ impl FrameReader {
             });
         }
         let start = (self.pos - self.buf_pos) as usize;
+        self.last_body = (start + FRAME_HEADER_LEN, start + total);
         let body = &self.buf[start + FRAME_HEADER_LEN..start + total];
         if let Err(kind) = check_crc(&header, body) {
             return Ok(Next::Bad { offset, kind });
@@ -177,14 +187,18 @@ impl FrameReader {
 ///
 /// It holds the segments that existed when it was created; compaction or pruning running
 /// meanwhile does not disturb it (unlinked segments stay readable through open descriptors).
-/// Memory use is one read buffer plus the records of one frame.
+/// Memory use is one read buffer (1 MiB, more for a larger frame). Each frame's CRC and
+/// structure are checked once, before its first record is handed out; records are decoded
+/// straight from the read buffer, one allocation (the payload, plus the key if any) each.
 #[derive(Debug)]
 pub struct Iter<'a> {
     segments: Vec<Arc<Segment>>,
     next_segment: usize,
     current: Option<(Arc<Segment>, FrameReader)>,
     from: u64,
-    queue: VecDeque<Record>,
+    /// Records of the current frame still to hand out: byte offset in the frame body of the
+    /// next one, and how many remain.
+    frame: Option<(usize, u32)>,
     done: bool,
     _wal: PhantomData<&'a ()>,
 }
@@ -201,13 +215,34 @@ impl Iter<'_> {
             next_segment: start,
             current: None,
             from,
-            queue: VecDeque::new(),
+            frame: None,
             done: false,
             _wal: PhantomData,
         }
     }
 
-    fn fill(&mut self) -> Result<bool, Error> {
+    /// The next record of the current frame at or above `from`, if any.
+    fn next_in_frame(&mut self) -> Option<Record> {
+        let (mut at, mut remaining) = self.frame?;
+        let (_, reader) = self.current.as_ref()?;
+        let body = reader.last_body();
+        while remaining > 0 {
+            let Some((r, len)) = next_validated_record(&body[at..]) else {
+                break;
+            };
+            at += len;
+            remaining -= 1;
+            if r.lsn >= self.from {
+                self.frame = (remaining > 0).then_some((at, remaining));
+                return Some(r.to_record());
+            }
+        }
+        self.frame = None;
+        None
+    }
+
+    /// Moves to the next frame with records; `Ok(false)` at the end of the log.
+    fn next_frame(&mut self) -> Result<bool, Error> {
         loop {
             if self.current.is_none() {
                 let Some(seg) = self.segments.get(self.next_segment).cloned() else {
@@ -232,12 +267,8 @@ impl Iter<'_> {
                 Next::Frame { offset, body, .. } => {
                     let records = BodyRecords::parse(body)
                         .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
-                    for r in records {
-                        if r.lsn >= self.from {
-                            self.queue.push_back(r.to_record());
-                        }
-                    }
-                    if !self.queue.is_empty() {
+                    if records.last_lsn >= self.from {
+                        self.frame = Some((records.cursor_in(body), records.count));
                         return Ok(true);
                     }
                 }
@@ -264,21 +295,23 @@ impl Iterator for Iter<'_> {
     type Item = Result<Record, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(r) = self.queue.pop_front() {
-            return Some(Ok(r));
-        }
-        if self.done {
-            return None;
-        }
-        match self.fill() {
-            Ok(true) => self.queue.pop_front().map(Ok),
-            Ok(false) => {
-                self.done = true;
-                None
+        loop {
+            if let Some(r) = self.next_in_frame() {
+                return Some(Ok(r));
             }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
+            if self.done {
+                return None;
+            }
+            match self.next_frame() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
             }
         }
     }

@@ -6,7 +6,8 @@
 //! |---|---|
 //! | 4 | `body_len` (u32): length of the body; 0 together with a zero CRC marks the end of the log |
 //! | 4 | `crc` (u32): CRC-32 (IEEE, crc32fast) over the 4 `body_len` bytes followed by the body |
-//! | 1 | `tag`: 1 = one record, 2 = an atomic batch |
+//! | 1 | `tag`: 3 = one record, 4 = an atomic batch, 5 = a segment seal ([`crate::segment`]); 1 and 2 are the same without `synced_to` (only in [`crate::batch`] encodings) |
+//! | 8 | `synced_to` (u64, tags 3 and 4): the segment offset known durable when the frame was written |
 //! | 4 | `count` (u32, batch frames only): number of records, at least 1 |
 //! | … | the record(s), back to back |
 //!
@@ -27,6 +28,11 @@
 //!
 //! Records inside one frame have strictly increasing LSNs. A batch frame is written and
 //! checked as one unit, which is what makes [`Wal::append_batch`](crate::Wal::append_batch) atomic.
+//!
+//! `synced_to` lets recovery tell a torn tail from corruption after a power loss that wrote
+//! back unsynced pages out of order: damage at offset `x` followed only by frames whose
+//! `synced_to <= x` lies entirely in bytes that were never made durable, while a later frame
+//! with `synced_to > x` proves that `x` had been synced.
 
 use ulid::Ulid;
 
@@ -42,6 +48,12 @@ pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
 
 const TAG_SINGLE: u8 = 1;
 const TAG_BATCH: u8 = 2;
+const TAG_SINGLE_MARKED: u8 = 3;
+const TAG_BATCH_MARKED: u8 = 4;
+/// Tag of a seal frame (see [`crate::segment::Seal`]).
+pub(crate) const TAG_SEAL: u8 = 5;
+/// Bytes of the `synced_to` marker of tags 3 and 4.
+const MARKER_LEN: usize = 8;
 const FLAG_HAS_KEY: u8 = 1;
 
 /// A record to append. Payload bytes are the caller's.
@@ -206,14 +218,19 @@ impl RecordRef<'_> {
     }
 }
 
-/// Size of a frame holding one record of `record_len` encoded bytes.
+/// Size of an unmarked frame (batch encoding) holding one record of `record_len` bytes.
 pub(crate) fn single_frame_len(record_len: usize) -> usize {
     FRAME_HEADER_LEN + 1 + record_len
 }
 
-/// Size of a batch frame whose records total `records_len` encoded bytes.
-pub(crate) fn batch_frame_len(records_len: usize) -> usize {
-    FRAME_HEADER_LEN + 1 + 4 + records_len
+/// Size of a segment frame (with `synced_to`) holding one record of `record_len` bytes.
+pub(crate) fn marked_single_frame_len(record_len: usize) -> usize {
+    FRAME_HEADER_LEN + 1 + MARKER_LEN + record_len
+}
+
+/// Size of a segment batch frame (with `synced_to`) whose records total `records_len` bytes.
+pub(crate) fn marked_batch_frame_len(records_len: usize) -> usize {
+    FRAME_HEADER_LEN + 1 + MARKER_LEN + 4 + records_len
 }
 
 /// Builds one frame at the end of a buffer without intermediate allocations.
@@ -222,16 +239,27 @@ pub(crate) struct FrameBuilder {
 }
 
 impl FrameBuilder {
-    /// Starts a frame; `batch_count` is `Some(n)` for a batch frame of `n` records.
-    pub(crate) fn begin(buf: &mut Vec<u8>, batch_count: Option<u32>) -> FrameBuilder {
+    /// Starts a frame; `batch_count` is `Some(n)` for a batch frame of `n` records. Segment
+    /// frames carry `synced_to` (`Some`); the batch encoding for shipping does not (`None`).
+    pub(crate) fn begin(
+        buf: &mut Vec<u8>,
+        batch_count: Option<u32>,
+        synced_to: Option<u64>,
+    ) -> FrameBuilder {
         let start = buf.len();
         buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-        match batch_count {
-            None => buf.push(TAG_SINGLE),
-            Some(n) => {
-                buf.push(TAG_BATCH);
-                buf.extend_from_slice(&n.to_le_bytes());
-            }
+        let tag = match (batch_count, synced_to) {
+            (None, None) => TAG_SINGLE,
+            (Some(_), None) => TAG_BATCH,
+            (None, Some(_)) => TAG_SINGLE_MARKED,
+            (Some(_), Some(_)) => TAG_BATCH_MARKED,
+        };
+        buf.push(tag);
+        if let Some(marker) = synced_to {
+            buf.extend_from_slice(&marker.to_le_bytes());
+        }
+        if let Some(n) = batch_count {
+            buf.extend_from_slice(&n.to_le_bytes());
         }
         FrameBuilder { start }
     }
@@ -349,6 +377,10 @@ pub(crate) struct BodyRecords<'a> {
     /// LSN of the first and of the last record (found while validating).
     pub(crate) first_lsn: u64,
     pub(crate) last_lsn: u64,
+    /// Number of records in the frame.
+    pub(crate) count: u32,
+    /// The frame's `synced_to` marker; `None` for unmarked frames (batch encoding).
+    pub(crate) synced_to: Option<u64>,
 }
 
 impl<'a> BodyRecords<'a> {
@@ -356,9 +388,18 @@ impl<'a> BodyRecords<'a> {
     /// trailing bytes) and returns an iterator over its records.
     pub(crate) fn parse(body: &'a [u8]) -> Result<BodyRecords<'a>, Corruption> {
         let (&tag, rest) = body.split_first().ok_or(Corruption::Malformed)?;
+        let (synced_to, rest) = match tag {
+            TAG_SINGLE_MARKED | TAG_BATCH_MARKED => {
+                if rest.len() < MARKER_LEN {
+                    return Err(Corruption::Malformed);
+                }
+                (Some(read_u64(rest, 0)), &rest[MARKER_LEN..])
+            }
+            _ => (None, rest),
+        };
         let (count, rest) = match tag {
-            TAG_SINGLE => (1u32, rest),
-            TAG_BATCH => {
+            TAG_SINGLE | TAG_SINGLE_MARKED => (1u32, rest),
+            TAG_BATCH | TAG_BATCH_MARKED => {
                 if rest.len() < 4 {
                     return Err(Corruption::Malformed);
                 }
@@ -397,8 +438,24 @@ impl<'a> BodyRecords<'a> {
             remaining: count,
             first_lsn,
             last_lsn: previous.unwrap_or(first_lsn),
+            count,
+            synced_to,
         })
     }
+}
+
+impl BodyRecords<'_> {
+    /// Offset in `body` (the slice given to [`BodyRecords::parse`]) of the first record not yet
+    /// handed out.
+    pub(crate) fn cursor_in(&self, body: &[u8]) -> usize {
+        body.len() - self.rest.len()
+    }
+}
+
+/// Decodes the record at the start of `b` in a body that [`BodyRecords::parse`] has validated;
+/// returns it and its encoded length.
+pub(crate) fn next_validated_record(b: &[u8]) -> Option<(RecordRef<'_>, usize)> {
+    parse_record(b).ok()
 }
 
 impl<'a> Iterator for BodyRecords<'a> {
@@ -439,7 +496,7 @@ mod tests {
         } else {
             Some(records.len() as u32)
         };
-        let b = FrameBuilder::begin(&mut buf, count);
+        let b = FrameBuilder::begin(&mut buf, count, None);
         for r in records {
             b.push(&mut buf, r);
         }

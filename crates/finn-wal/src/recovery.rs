@@ -1,7 +1,12 @@
-//! Open = recovery: list the directory, drop leftovers of interrupted operations, scan every
-//! segment with CRC checks, find the true tail (last LSN, largest ULID), and repair damage as the
-//! [`RecoveryMode`] allows. Every repair is logged with `tracing` and listed in the
-//! [`RecoveryReport`].
+//! Open = recovery: list the directory, drop leftovers of interrupted operations, check every
+//! segment header, take sealed segments from their seals and scan the others with CRC checks,
+//! find the true tail (last LSN, largest ULID), and repair damage as the [`RecoveryMode`]
+//! allows. Every repair is logged with `tracing` and listed in the [`RecoveryReport`].
+//!
+//! [`RecoveryMode::TolerateTornTail`] trusts a segment's seal (header CRC, trailer, seal CRC,
+//! bounds and LSN order against its neighbours) instead of reading its records; damage inside
+//! such a segment surfaces when it is read ([`crate::Iter`] yields the error) and in
+//! [`Wal::verify`](crate::Wal::verify). The other two modes scan every segment.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -14,10 +19,10 @@ use ulid::Ulid;
 use crate::compaction::KeyIndex;
 use crate::error::Corruption;
 use crate::reader::{FrameReader, Next};
-use crate::record::BodyRecords;
+use crate::record::{BodyRecords, TAG_SEAL};
 use crate::segment::{
-    HEADER_LEN, Segment, SegmentHeader, TEMP_SUFFIX, parse_segment_name, read_header,
-    segment_file_name,
+    HEADER_LEN, Seal, Segment, SegmentHeader, TEMP_SUFFIX, parse_segment_name, read_header,
+    read_seal, segment_file_name,
 };
 use crate::{Error, Lsn, Options, RecoveryMode, fs as wal_fs};
 
@@ -26,8 +31,10 @@ use crate::{Error, Lsn, Options, RecoveryMode, fs as wal_fs};
 pub struct RecoveryReport {
     /// The mode recovery ran in.
     pub mode: RecoveryMode,
-    /// Segment files scanned.
+    /// Segment files in the log.
     pub segments: usize,
+    /// Of those, segments taken from their seal without reading their records.
+    pub trusted_seals: usize,
     /// Records found.
     pub records: u64,
     /// Oldest record retained, if any.
@@ -88,6 +95,12 @@ pub enum Repair {
         /// Where the original bytes now live.
         path: PathBuf,
     },
+    /// A segment whose seal was missing or unreadable (a crash while sealing, or damage to
+    /// the seal) was scanned, found intact, and sealed again.
+    Resealed {
+        /// The segment.
+        segment: PathBuf,
+    },
     /// A temp file of an interrupted segment creation, compaction or pid write was removed.
     RemovedTempFile {
         /// The file.
@@ -120,12 +133,12 @@ enum Action {
     Skip,
 }
 
-///
-/// A damaged frame counts as a torn tail only if it is in the newest segment and no valid frame
-/// with a following LSN comes after it: a crash mid-append can only damage what was never made
-/// durable, and anything durable after the damage means the damage is not a torn tail.
-fn on_damage(mode: RecoveryMode, newest_segment: bool, valid_after: bool) -> Action {
-    match (mode, newest_segment && !valid_after) {
+/// A damaged frame counts as a torn tail only if it is in the newest segment and nothing after
+/// it proves that it had been made durable: a crash (or a power loss writing back unsynced
+/// pages in any order) can only damage what was never synced. The proof is a valid frame with
+/// a following LSN whose `synced_to` marker lies beyond the damage.
+fn on_damage(mode: RecoveryMode, newest_segment: bool, durable_after: bool) -> Action {
+    match (mode, newest_segment && !durable_after) {
         (RecoveryMode::AbsoluteConsistency, _) | (RecoveryMode::TolerateTornTail, false) => {
             Action::Fail
         }
@@ -174,6 +187,13 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         });
         match header {
             Ok(h) => opened.push((c.path, file, h)),
+            // A segment of another format version is not damage: never set it aside.
+            Err(
+                e @ Error::Corrupt {
+                    kind: Corruption::UnsupportedVersion { .. },
+                    ..
+                },
+            ) => return Err(e),
             Err(Error::Corrupt { kind, .. }) if mode == RecoveryMode::SalvageAll => {
                 tracing::warn!(segment = %c.path.display(), cause = %kind, "segment header unreadable; setting it aside");
                 if writable {
@@ -225,7 +245,31 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         let next_bound = bounds.get(i + 1).copied().unwrap_or(u64::MAX);
         max_ulid = max_ulid.max(header.prev_ulid);
         let mut segment = Segment::new(path, file, header);
-        let outcome = scan_segment(
+        let file_len = segment
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&segment.path, e))?
+            .len();
+        let seal = read_seal(&segment.file, file_len).map_err(|e| Error::io(&segment.path, e))?;
+        if mode == RecoveryMode::TolerateTornTail
+            && let Some(seal) = seal.as_ref()
+            && seal_fits(seal, &header, prev_lsn, next_bound)
+        {
+            segment.load_seal(seal);
+            if seal.records > 0 {
+                prev_lsn = seal.last_record;
+            }
+            max_ulid = max_ulid.max(seal.max_ulid);
+            report.records += seal.records;
+            report.trusted_seals += 1;
+            let segment = Arc::new(segment);
+            if seal.keyed_records > 0 {
+                keys.pending.push(Arc::clone(&segment));
+            }
+            segments.push(segment);
+            continue;
+        }
+        let mut outcome = scan_segment(
             &mut segment,
             mode == RecoveryMode::SalvageAll,
             &mut prev_lsn,
@@ -233,8 +277,27 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             &mut keys,
             &mut max_ulid,
         )?;
+        if outcome.sealed {
+            // A full scan that ended at a seal: the seal must agree with the records, and in
+            // the strict mode a missing trailer (a crash while sealing) is damage too.
+            let agrees = seal.as_ref().map(|seal| {
+                seal.records == outcome.records
+                    && seal.last_record == segment.last_record().unwrap_or(0)
+            });
+            if agrees == Some(false)
+                || (agrees.is_none() && mode == RecoveryMode::AbsoluteConsistency)
+            {
+                outcome.damages.push(Damage {
+                    offset: segment.end(),
+                    len: 0,
+                    cause: Corruption::SealMismatch,
+                    durable_after: true,
+                });
+            }
+        }
+        let damaged = !outcome.damages.is_empty();
         for damage in outcome.damages {
-            let action = on_damage(mode, newest, damage.valid_after);
+            let action = on_damage(mode, newest, damage.durable_after);
             match action {
                 Action::Fail => {
                     return Err(Error::corrupt(&segment.path, damage.offset, damage.cause));
@@ -286,6 +349,26 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             }
         }
         report.records += outcome.records;
+        // Seal what a crash left unsealed (during sealing, or before rotation could seal it),
+        // so that the next open need not scan it: every segment but the newest, and the
+        // newest if the scan ended at a seal whose trailer is missing.
+        let reseal = writable
+            && !damaged
+            && segment.holes.is_empty()
+            && !segment.is_empty()
+            && seal.is_none()
+            && (!newest || outcome.sealed);
+        if reseal {
+            segment
+                .write_seal(max_ulid)
+                .map_err(|e| Error::io(&segment.path, e))?;
+            tracing::warn!(segment = %segment.path.display(), "sealed a segment whose seal was missing or unreadable");
+            report.repairs.push(Repair::Resealed {
+                segment: segment.path.clone(),
+            });
+        } else if outcome.sealed {
+            segment.mark_sealed();
+        }
         segments.push(Arc::new(segment));
     }
 
@@ -365,14 +448,29 @@ struct Damage {
     offset: u64,
     len: u64,
     cause: Corruption,
-    /// A valid frame with a following LSN exists after the damaged bytes.
-    valid_after: bool,
+    /// A valid frame with a following LSN after the damaged bytes proves (by its `synced_to`
+    /// marker) that the damaged bytes had been made durable.
+    durable_after: bool,
 }
 
 struct ScanOutcome {
     records: u64,
     file_len: u64,
     damages: Vec<Damage>,
+    /// The scan ended at a valid seal frame.
+    sealed: bool,
+}
+
+/// Whether a seal can stand for its segment: its records lie inside the segment's LSN range
+/// and follow the previous segment's.
+fn seal_fits(seal: &Seal, header: &SegmentHeader, prev_lsn: u64, next_bound: u64) -> bool {
+    if header.is_compacted() && seal.records == 0 {
+        return true;
+    }
+    seal.records > 0
+        && seal.first_record >= header.first_lsn
+        && seal.first_record > prev_lsn
+        && seal.last_record < next_bound
 }
 
 /// Scans one segment, registering valid frames on it. Damage is returned, not acted on. After
@@ -395,6 +493,7 @@ fn scan_segment(
         records: 0,
         file_len,
         damages: Vec::new(),
+        sealed: false,
     };
     let mut reader = FrameReader::new(HEADER_LEN, file_len);
     let lower = segment.header.first_lsn;
@@ -404,21 +503,42 @@ fn scan_segment(
             .next_frame(&segment.file)
             .map_err(|e| Error::io(&segment.path, e))?;
         let damage_at = match next {
+            Next::Frame { offset, body, .. } if body.first() == Some(&TAG_SEAL) => {
+                // The end of the data of a segment sealed by rotation or compaction; a seal
+                // that does not describe this place is damage.
+                match Seal::decode_body(body, offset) {
+                    Some(_) => {
+                        outcome.sealed = true;
+                        break;
+                    }
+                    None => Some((offset, Corruption::Malformed)),
+                }
+            }
             Next::Frame { offset, len, body } => {
                 match check_body(body, *prev_lsn, lower, next_bound) {
                     Ok(records) => {
-                        let (first, last) = (records.first_lsn, records.last_lsn);
+                        let (first, last, count) =
+                            (records.first_lsn, records.last_lsn, records.count);
+                        let mut keyed = 0;
                         for r in records {
                             if let (Some(code), Some(key)) = (r.kind.code(), r.key)
                                 && r.op != crate::Op::Event
                             {
                                 keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                                keyed += 1;
                             }
                             *max_ulid = (*max_ulid).max(r.id);
                             outcome.records += 1;
                         }
                         largest_frame = largest_frame.max(len);
-                        segment.note_frame(offset, offset + len, first, last);
+                        segment.note_frame(
+                            offset,
+                            offset + len,
+                            first,
+                            last,
+                            u64::from(count),
+                            keyed,
+                        );
                         *prev_lsn = last;
                         continue;
                     }
@@ -438,9 +558,10 @@ fn scan_segment(
         let Some((offset, cause)) = damage_at else {
             break;
         };
-        // Resynchronise (salvage only): the next offset where a frame with a following LSN
-        // checks out. Other modes accept nothing after the first damage.
-        let resume = resync(
+        // Resynchronise: the next offset where a frame with a following LSN checks out
+        // (salvage continues there; other modes accept nothing after the first damage), and
+        // whether any valid frame after the damage proves it durable.
+        let after = resync(
             &segment.file,
             offset,
             file_len,
@@ -449,12 +570,13 @@ fn scan_segment(
             next_bound,
         )
         .map_err(|e| Error::io(&segment.path, e))?;
+        let resume = after.resume;
         let end = resume.unwrap_or(file_len);
         outcome.damages.push(Damage {
             offset,
             len: end - offset,
             cause,
-            valid_after: resume.is_some(),
+            durable_after: after.durable,
         });
         match resume {
             Some(at) if salvage => reader.seek(at),
@@ -483,6 +605,17 @@ fn check_body(
     Ok(records)
 }
 
+/// What lies after a damaged spot.
+struct After {
+    /// Offset of the first valid frame with a following LSN.
+    resume: Option<u64>,
+    /// Some valid frame after the damage carries a `synced_to` beyond it: the damaged bytes had
+    /// been made durable, so the damage is not a torn tail.
+    durable: bool,
+}
+
+/// Looks for valid frames after damage at `from`: every such frame (each later one following
+/// the previous one's LSNs) is checked for a `synced_to` marker beyond `from`.
 fn resync(
     file: &File,
     from: u64,
@@ -490,28 +623,47 @@ fn resync(
     prev_lsn: u64,
     lower: u64,
     next_bound: u64,
-) -> std::io::Result<Option<u64>> {
+) -> std::io::Result<After> {
+    let mut after = After {
+        resume: None,
+        durable: false,
+    };
     if from + 1 >= file_len {
-        return Ok(None);
+        return Ok(after);
     }
     let mut rest = vec![0u8; (file_len - from) as usize];
     file.read_exact_at(&mut rest, from)?;
-    for p in 1..rest.len().saturating_sub(8) {
+    let mut prev = prev_lsn;
+    let mut p = 1;
+    while p + 8 < rest.len() {
         let len = u32::from_le_bytes([rest[p], rest[p + 1], rest[p + 2], rest[p + 3]]) as usize;
         if len == 0 || p + 8 + len > rest.len() {
+            p += 1;
             continue;
         }
         let mut header = [0u8; 8];
         header.copy_from_slice(&rest[p..p + 8]);
         let body = &rest[p + 8..p + 8 + len];
         // The structural check first: it rejects random bytes far more cheaply than a CRC.
-        if check_body(body, prev_lsn, lower, next_bound).is_ok()
-            && crate::record::check_crc(&header, body).is_ok()
-        {
-            return Ok(Some(from + p as u64));
+        let valid = match check_body(body, prev, lower, next_bound) {
+            Ok(records) if crate::record::check_crc(&header, body).is_ok() => Some(records),
+            _ => None,
+        };
+        let Some(records) = valid else {
+            p += 1;
+            continue;
+        };
+        after.resume.get_or_insert(from + p as u64);
+        // A frame without a marker (not written by this format's writer) proves nothing
+        // either way; count it as proof, the safe side.
+        if records.synced_to.is_none_or(|synced| synced > from) {
+            after.durable = true;
+            return Ok(after);
         }
+        prev = records.last_lsn;
+        p += 8 + len;
     }
-    Ok(None)
+    Ok(after)
 }
 
 /// Bytes after the end marker that must be zero at the least.
@@ -632,4 +784,78 @@ fn rewrite_without_holes(dir: &Path, seg: &Segment, options: &Options) -> Result
     std::fs::rename(&tmp, &seg.path).map_err(|e| Error::io(&seg.path, e))?;
     wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(kept)
+}
+
+/// Reads every frame of `segment` (up to the end open or the writer knows) with CRC, structure
+/// and LSN-order checks, and compares a seal with what the frames hold.
+pub(crate) fn verify_segment(segment: &Segment) -> Result<crate::SegmentCheck, Error> {
+    let mut check = crate::SegmentCheck {
+        path: segment.path.clone(),
+        sealed: segment.is_sealed(),
+        records: 0,
+        first_lsn: None,
+        last_lsn: None,
+        damage: None,
+    };
+    let end = segment.end();
+    let mut reader = FrameReader::new(HEADER_LEN, end);
+    let lower = segment.header.first_lsn;
+    let mut prev = 0u64;
+    loop {
+        if let Some(&(_, hole_end)) = segment.holes.iter().find(|h| h.0 == reader.pos()) {
+            reader.seek(hole_end);
+        }
+        let next = reader
+            .next_frame(&segment.file)
+            .map_err(|e| Error::io(&segment.path, e))?;
+        match next {
+            Next::Frame { offset, body, .. } => match check_body(body, prev, lower, u64::MAX) {
+                Ok(records) => {
+                    check.first_lsn.get_or_insert(Lsn::new(records.first_lsn));
+                    check.last_lsn = Some(Lsn::new(records.last_lsn));
+                    check.records += u64::from(records.count);
+                    prev = records.last_lsn;
+                }
+                Err(cause) => {
+                    check.damage = Some((offset, cause));
+                    return Ok(check);
+                }
+            },
+            Next::End { offset } => {
+                if offset < end {
+                    check.damage = Some((
+                        offset,
+                        Corruption::Truncated {
+                            expected: end - offset,
+                            available: 0,
+                        },
+                    ));
+                    return Ok(check);
+                }
+                break;
+            }
+            Next::Bad { offset, kind } => {
+                check.damage = Some((offset, kind));
+                return Ok(check);
+            }
+        }
+    }
+    if check.sealed {
+        let len = segment
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&segment.path, e))?
+            .len();
+        let seal = read_seal(&segment.file, len).map_err(|e| Error::io(&segment.path, e))?;
+        let agrees = seal.is_some_and(|seal| {
+            seal.data_end == end
+                && seal.records == check.records
+                && seal.first_record == check.first_lsn.map_or(0, Lsn::get)
+                && seal.last_record == check.last_lsn.map_or(0, Lsn::get)
+        });
+        if !agrees {
+            check.damage = Some((end, Corruption::SealMismatch));
+        }
+    }
+    Ok(check)
 }

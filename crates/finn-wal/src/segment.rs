@@ -7,7 +7,7 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `FINNWAL\0` |
-//! | 8 | 2 | format version (1) |
+//! | 8 | 2 | format version (2; version 1 segments are refused with `UnsupportedVersion`) |
 //! | 10 | 2 | flags: bit 0 = written by compaction (sealed, never appended to) |
 //! | 12 | 4 | reserved, zero |
 //! | 16 | 8 | `first_lsn`: every record in the segment has an LSN at or above it |
@@ -19,23 +19,46 @@
 //!
 //! Frames ([`crate::record`]) follow from byte 64. In a preallocated segment the unused rest is
 //! zeros, and a zero frame header marks the end.
+//!
+//! # Seal
+//! When rotation retires a segment (and when compaction writes one) it is **sealed**: after
+//! its data is fdatasynced, a seal frame (tag 5) goes at the end of the data and is
+//! fdatasynced, then the file is cut to just after a 16-byte trailer (`seal_offset` u64 and
+//! `FINNSEAL`) and fsynced. The seal body holds what a scan of the segment would find:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | tag 5 |
+//! | 8 | `data_end`: offset of the seal frame, the end of the records |
+//! | 8 | `first_record`: LSN of the first record, 0 if none |
+//! | 8 | `last_record`: LSN of the last record, 0 if none |
+//! | 8 | `records`: number of records |
+//! | 8 | `keyed_records`: number of puts and deletes |
+//! | 16 | `max_ulid`: the largest ULID handed out when the segment was sealed |
+//! | 4 | `index_len` |
+//! | 16 × `index_len` | sparse index: `(lsn of the frame's first record, frame offset)`, ascending |
+//!
+//! Open trusts a segment whose trailer, seal CRC and bounds check out (reading 64 bytes of
+//! header and the seal) instead of scanning its records. A missing or torn seal (a crash while
+//! sealing) makes the segment unsealed: it is scanned, and a writable open seals it again.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ulid::Ulid;
 
 use crate::error::Corruption;
 use crate::fs::sync_dir;
+use crate::record::{FRAME_HEADER_LEN, TAG_SEAL, check_crc, frame_crc};
 use crate::{Error, fs as wal_fs};
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"FINNWAL\0";
-/// Format version written by this crate; readers accept versions up to it.
-pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Format version written and read by this crate (version 1 had no seals or `synced_to`).
+pub(crate) const FORMAT_VERSION: u16 = 2;
 /// Bytes of the segment header.
 pub(crate) const HEADER_LEN: u64 = 64;
 /// Header flag: the segment was written by compaction.
@@ -46,6 +69,138 @@ pub(crate) const SEGMENT_SUFFIX: &str = ".wal";
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 /// Spacing of the sparse in-memory index that `read` and `iter_from` seek with.
 const INDEX_SPACING: u64 = 16 * 1024;
+/// Magic at the very end of a sealed segment.
+pub(crate) const SEAL_MAGIC: [u8; 8] = *b"FINNSEAL";
+/// Bytes of the trailer after the seal frame: `seal_offset` u64 + magic.
+pub(crate) const SEAL_TRAILER_LEN: u64 = 16;
+/// Bytes of the fixed part of a seal body.
+const SEAL_FIXED_LEN: usize = 1 + 8 * 5 + 16 + 4;
+
+/// The summary a sealed segment carries (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seal {
+    pub(crate) data_end: u64,
+    pub(crate) first_record: u64,
+    pub(crate) last_record: u64,
+    pub(crate) records: u64,
+    pub(crate) keyed_records: u64,
+    pub(crate) max_ulid: Ulid,
+    pub(crate) index: Vec<(u64, u64)>,
+}
+
+impl Seal {
+    /// The whole seal frame: frame header, body.
+    pub(crate) fn encode_frame(&self) -> Vec<u8> {
+        let body_len = SEAL_FIXED_LEN + 16 * self.index.len();
+        let mut b = Vec::with_capacity(FRAME_HEADER_LEN + body_len);
+        b.extend_from_slice(&(body_len as u32).to_le_bytes());
+        b.extend_from_slice(&[0u8; 4]);
+        b.push(TAG_SEAL);
+        for v in [
+            self.data_end,
+            self.first_record,
+            self.last_record,
+            self.records,
+            self.keyed_records,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.max_ulid.to_bytes());
+        b.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
+        for &(lsn, at) in &self.index {
+            b.extend_from_slice(&lsn.to_le_bytes());
+            b.extend_from_slice(&at.to_le_bytes());
+        }
+        let len_bytes = (body_len as u32).to_le_bytes();
+        let crc = frame_crc(&len_bytes, &b[FRAME_HEADER_LEN..]);
+        b[4..8].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes a seal body (CRC already checked) found at `offset`; `None` if it is not a
+    /// consistent seal for that place.
+    pub(crate) fn decode_body(body: &[u8], offset: u64) -> Option<Seal> {
+        if body.len() < SEAL_FIXED_LEN || body[0] != TAG_SEAL {
+            return None;
+        }
+        let u64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&body[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut ulid = [0u8; 16];
+        ulid.copy_from_slice(&body[41..57]);
+        let index_len = u32::from_le_bytes([body[57], body[58], body[59], body[60]]) as usize;
+        if body.len() != SEAL_FIXED_LEN + 16 * index_len {
+            return None;
+        }
+        let seal = Seal {
+            data_end: u64_at(1),
+            first_record: u64_at(9),
+            last_record: u64_at(17),
+            records: u64_at(25),
+            keyed_records: u64_at(33),
+            max_ulid: Ulid::from_bytes(ulid),
+            index: (0..index_len)
+                .map(|i| {
+                    let at = SEAL_FIXED_LEN + 16 * i;
+                    (u64_at(at), u64_at(at + 8))
+                })
+                .collect(),
+        };
+        let bounds_ok = seal.data_end == offset
+            && seal.data_end >= HEADER_LEN
+            && (seal.records == 0) == (seal.first_record == 0)
+            && seal.first_record <= seal.last_record
+            && seal.keyed_records <= seal.records
+            && seal
+                .index
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && seal.index.iter().all(|&(lsn, at)| {
+                at >= HEADER_LEN
+                    && at < seal.data_end
+                    && lsn >= seal.first_record
+                    && lsn <= seal.last_record
+            });
+        bounds_ok.then_some(seal)
+    }
+}
+
+/// Reads the seal of a segment file of length `file_len`: `None` unless the trailer, the seal
+/// frame's CRC and its bounds all check out.
+pub(crate) fn read_seal(file: &File, file_len: u64) -> std::io::Result<Option<Seal>> {
+    if file_len < HEADER_LEN + FRAME_HEADER_LEN as u64 + SEAL_TRAILER_LEN {
+        return Ok(None);
+    }
+    let mut trailer = [0u8; SEAL_TRAILER_LEN as usize];
+    file.read_exact_at(&mut trailer, file_len - SEAL_TRAILER_LEN)?;
+    if trailer[8..] != SEAL_MAGIC {
+        return Ok(None);
+    }
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&trailer[..8]);
+    let offset = u64::from_le_bytes(at);
+    let Some(frame_len) = (file_len - SEAL_TRAILER_LEN).checked_sub(offset) else {
+        return Ok(None);
+    };
+    if offset < HEADER_LEN || frame_len < (FRAME_HEADER_LEN + SEAL_FIXED_LEN) as u64 {
+        return Ok(None);
+    }
+    let mut frame = vec![0u8; frame_len as usize];
+    file.read_exact_at(&mut frame, offset)?;
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header.copy_from_slice(&frame[..FRAME_HEADER_LEN]);
+    let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+    if body_len + FRAME_HEADER_LEN as u64 != frame_len {
+        return Ok(None);
+    }
+    let body = &frame[FRAME_HEADER_LEN..];
+    if check_crc(&header, body).is_err() {
+        return Ok(None);
+    }
+    Ok(Seal::decode_body(body, offset))
+}
 
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +240,7 @@ impl SegmentHeader {
             return Err(Corruption::BadHeader);
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version == 0 || version > FORMAT_VERSION {
+        if version != FORMAT_VERSION {
             return Err(Corruption::UnsupportedVersion { version });
         }
         let u64_at = |at: usize| {
@@ -133,6 +288,11 @@ pub(crate) struct Segment {
     first_record: AtomicU64,
     /// LSN of the last record, 0 if none.
     last_record: AtomicU64,
+    /// Records and keyed records (puts and deletes) held.
+    records: AtomicU64,
+    keyed_records: AtomicU64,
+    /// Whether the file ends in a valid seal (see the module doc).
+    sealed: AtomicBool,
     /// Sparse `(lsn of first record in frame, frame offset)` points, ascending.
     index: Mutex<Vec<(u64, u64)>>,
     /// Damaged byte ranges skipped by `SalvageAll` recovery; readers jump over them.
@@ -148,6 +308,9 @@ impl Segment {
             end: AtomicU64::new(HEADER_LEN),
             first_record: AtomicU64::new(0),
             last_record: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            keyed_records: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
             index: Mutex::new(Vec::new()),
             holes: Vec::new(),
         }
@@ -180,12 +343,99 @@ impl Segment {
         self.end().saturating_sub(HEADER_LEN)
     }
 
-    /// Records that a frame `[offset, new_end)` holding LSNs `first..=last` is now part of the
-    /// segment. Called in offset order.
-    pub(crate) fn note_frame(&self, offset: u64, new_end: u64, first: u64, last: u64) {
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// Notes that the file ends in a seal (found by a scan).
+    pub(crate) fn mark_sealed(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn keyed_records(&self) -> u64 {
+        self.keyed_records.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn records(&self) -> u64 {
+        self.records.load(Ordering::Acquire)
+    }
+
+    /// Takes the state a seal describes instead of scanning the frames.
+    pub(crate) fn load_seal(&self, seal: &Seal) {
+        self.first_record
+            .store(seal.first_record, Ordering::Release);
+        self.last_record.store(seal.last_record, Ordering::Release);
+        self.records.store(seal.records, Ordering::Release);
+        self.keyed_records
+            .store(seal.keyed_records, Ordering::Release);
+        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = seal.index.clone();
+        self.end.store(seal.data_end, Ordering::Release);
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    /// The seal describing the segment as it stands.
+    pub(crate) fn seal(&self, max_ulid: Ulid) -> Seal {
+        Seal {
+            data_end: self.end(),
+            first_record: self.first_record.load(Ordering::Acquire),
+            last_record: self.last_record.load(Ordering::Acquire),
+            records: self.records(),
+            keyed_records: self.keyed_records(),
+            max_ulid,
+            index: self.index.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Seals the segment durably (its data must already be durable): seal frame at the end of
+    /// the data, fdatasync, cut the file after the trailer, fsync.
+    pub(crate) fn write_seal(&self, max_ulid: Ulid) -> std::io::Result<()> {
+        fail::fail_point!("wal::segment::seal", |_| Err(std::io::Error::other(
+            "fail point wal::segment::seal"
+        )));
+        let seal = self.seal(max_ulid);
+        let frame = seal.encode_frame();
+        self.file.write_all_at(&frame, seal.data_end)?;
+        self.file.sync_data()?;
+        let trailer_at = seal.data_end + frame.len() as u64;
+        let mut trailer = [0u8; SEAL_TRAILER_LEN as usize];
+        trailer[..8].copy_from_slice(&seal.data_end.to_le_bytes());
+        trailer[8..].copy_from_slice(&SEAL_MAGIC);
+        self.file.set_len(trailer_at + SEAL_TRAILER_LEN)?;
+        self.file.write_all_at(&trailer, trailer_at)?;
+        self.file.sync_all()?;
+        self.sealed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the seal (zeroes everything after the data, durably) so that the segment can be
+    /// appended to again (`truncate_after` into a sealed segment).
+    pub(crate) fn unseal(&self) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if len > self.end() {
+            zero_fill(&self.file, self.end(), len)?;
+            self.file.sync_data()?;
+        }
+        self.sealed.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Records that a frame `[offset, new_end)` holding `count` records with LSNs
+    /// `first..=last`, `keyed` of them puts or deletes, is now part of the segment. Called in
+    /// offset order.
+    pub(crate) fn note_frame(
+        &self,
+        offset: u64,
+        new_end: u64,
+        first: u64,
+        last: u64,
+        count: u64,
+        keyed: u64,
+    ) {
         if self.first_record.load(Ordering::Relaxed) == 0 {
             self.first_record.store(first, Ordering::Release);
         }
+        self.records.fetch_add(count, Ordering::AcqRel);
+        self.keyed_records.fetch_add(keyed, Ordering::AcqRel);
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let due = index
             .last()
@@ -198,8 +448,9 @@ impl Segment {
         self.end.store(new_end, Ordering::Release);
     }
 
-    /// Forgets every frame at or after `offset` (used by `truncate_after`).
-    pub(crate) fn cut(&self, offset: u64, last: Option<u64>) {
+    /// Forgets every frame at or after `offset` (used by `truncate_after`); `counts` are the
+    /// records and keyed records that remain.
+    pub(crate) fn cut(&self, offset: u64, last: Option<u64>, counts: (u64, u64)) {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         index.retain(|&(_, at)| at < offset);
         drop(index);
@@ -208,6 +459,8 @@ impl Segment {
             self.first_record.store(0, Ordering::Release);
         }
         self.end.store(offset, Ordering::Release);
+        self.records.store(counts.0, Ordering::Release);
+        self.keyed_records.store(counts.1, Ordering::Release);
     }
 
     /// The offset of a frame at or before the one holding `lsn`, to start a scan from.

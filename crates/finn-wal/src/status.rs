@@ -153,3 +153,29 @@ mod tests {
         assert_eq!(Pressure::of_free_space(501, 500, 100), Pressure::Normal);
     }
 }
+
+/// The result of checking one segment with [`Wal::verify`](crate::Wal::verify).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SegmentCheck {
+    /// The segment file.
+    pub path: std::path::PathBuf,
+    /// Whether the segment is sealed (open trusts its seal instead of reading its records).
+    pub sealed: bool,
+    /// Records read and found intact, up to the first damage.
+    pub records: u64,
+    /// LSN of the first intact record, if any.
+    pub first_lsn: Option<Lsn>,
+    /// LSN of the last intact record before any damage, if any.
+    pub last_lsn: Option<Lsn>,
+    /// The first damage found: its byte offset in the segment and why it was rejected.
+    #[serde(skip)]
+    pub damage: Option<(u64, crate::Corruption)>,
+}
+
+impl SegmentCheck {
+    /// Whether every frame (and the seal, for a sealed segment) checked out.
+    pub fn is_intact(&self) -> bool {
+        self.damage.is_none()
+    }
+}

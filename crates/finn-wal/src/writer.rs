@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use crate::compaction::KeyIndex;
 use crate::id::{UlidGen, now_ms};
 use crate::lock::DirLock;
-use crate::record::{FrameBuilder, RecordRef, batch_frame_len, single_frame_len};
+use crate::record::{
+    FRAME_HEADER_LEN, FrameBuilder, RecordRef, marked_batch_frame_len, marked_single_frame_len,
+};
 use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment, remove_durably};
 use crate::status::{Metrics, Pressure};
 use crate::{Durability, Error, NewRecord, Options, Record, error::PressureReason};
@@ -64,6 +66,8 @@ pub(crate) struct Background {
     pub(crate) flush_deadline: Option<Instant>,
     pub(crate) compact: bool,
     pub(crate) retention: bool,
+    /// Fold the keys of sealed segments into the key index, then check for compaction.
+    pub(crate) fold_keys: bool,
 }
 
 /// Everything the append path mutates, under one mutex.
@@ -78,6 +82,9 @@ pub(crate) struct WriterState {
     pub(crate) gap_allowed: bool,
     /// A group-commit leader is inside fdatasync.
     pub(crate) syncing: bool,
+    /// Offset in the active segment up to which its bytes are known durable; written into
+    /// every frame as `synced_to` (see [`crate::record`]).
+    pub(crate) synced_offset: u64,
     pub(crate) buf: Vec<u8>,
     pub(crate) free_bytes: Option<u64>,
     pub(crate) free_checked: Option<Instant>,
@@ -103,9 +110,9 @@ impl Input<'_> {
             Input::Replicated(r) => r.iter().map(Record::encoded_len).sum(),
         };
         if self.len() == 1 {
-            single_frame_len(records)
+            marked_single_frame_len(records)
         } else {
-            batch_frame_len(records)
+            marked_batch_frame_len(records)
         }
     }
 }
@@ -195,7 +202,11 @@ impl Inner {
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         let count = input.len();
-        let builder = FrameBuilder::begin(&mut buf, (count > 1).then_some(count as u32));
+        let builder = FrameBuilder::begin(
+            &mut buf,
+            (count > 1).then_some(count as u32),
+            Some(w.synced_offset),
+        );
         let mut last = first;
         match &input {
             Input::New(records) => {
@@ -242,7 +253,13 @@ impl Inner {
             self.poison("write", &active.path, &e);
             return Err(Error::io(&active.path, e));
         }
-        active.note_frame(offset, offset + frame_len, first, last);
+        let keyed = match &input {
+            Input::New(records) => records.iter().filter(|r| r.op != crate::Op::Event).count(),
+            Input::Replicated(records) => {
+                records.iter().filter(|r| r.op != crate::Op::Event).count()
+            }
+        } as u64;
+        active.note_frame(offset, offset + frame_len, first, last, count as u64, keyed);
         w.write_offset += frame_len;
         w.next_lsn = last + 1;
         w.gap_allowed = false;
@@ -252,11 +269,7 @@ impl Inner {
         Metrics::add(&self.metrics.bytes_written, frame_len);
 
         // Key index for compaction.
-        let keyed = match &input {
-            Input::New(records) => records.iter().any(|r| r.op != crate::Op::Event),
-            Input::Replicated(records) => records.iter().any(|r| r.op != crate::Op::Event),
-        };
-        if keyed {
+        if keyed > 0 {
             let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             let mut observe = |r: RecordRef<'_>| {
                 if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =
@@ -265,7 +278,7 @@ impl Inner {
                     keys.observe(code, key, r.lsn, r.encoded_len() as u64);
                 }
             };
-            if let Ok(records) = crate::record::BodyRecords::parse(&buf[8..]) {
+            if let Ok(records) = crate::record::BodyRecords::parse(&buf[FRAME_HEADER_LEN..]) {
                 records.for_each(&mut observe);
             }
         }
@@ -317,12 +330,16 @@ impl Inner {
             w.syncing = true;
             let segment = Arc::clone(&w.active);
             let upto = self.last_lsn.load(Ordering::Acquire);
+            let upto_offset = w.write_offset;
             drop(w);
             let result = sync_data(&segment);
             w = self.lock_writer();
             w.syncing = false;
             match result {
                 Ok(()) => {
+                    if Arc::ptr_eq(&segment, &w.active) {
+                        w.synced_offset = w.synced_offset.max(upto_offset);
+                    }
                     let before = self.durable_lsn.fetch_max(upto, Ordering::AcqRel);
                     Metrics::add(&self.metrics.syncs, 1);
                     Metrics::add(&self.metrics.synced_records, upto.saturating_sub(before));
@@ -337,8 +354,9 @@ impl Inner {
         }
     }
 
-    /// Seals the active segment (its data made durable, its unused preallocation trimmed) and
-    /// starts a new one whose first LSN is `first_lsn`.
+    /// Seals the active segment (its data made durable, then a seal written and the unused
+    /// preallocation cut off, see [`crate::segment`]) and starts a new one whose first LSN is
+    /// `first_lsn`.
     pub(crate) fn rotate(&self, w: &mut WriterState, first_lsn: u64) -> Result<(), Error> {
         let old = Arc::clone(&w.active);
         let last = self.last_lsn.load(Ordering::Acquire);
@@ -351,6 +369,14 @@ impl Inner {
             Metrics::add(&self.metrics.syncs, 1);
             Metrics::add(&self.metrics.synced_records, last.saturating_sub(before));
             self.synced.notify_all();
+        }
+        if !old.is_empty()
+            && !old.is_sealed()
+            && let Err(e) = old.write_seal(w.ulid.last())
+        {
+            // The seal is only a shortcut for the next open, but its fsync failed: no retry.
+            self.poison("sealing", &old.path, &e);
+            return Err(Error::io(&old.path, e));
         }
         let header = SegmentHeader {
             flags: 0,
@@ -371,13 +397,6 @@ impl Inner {
                 self.poison("segment creation", path, source);
             }
         })?;
-        if !old.is_empty() && old.end() < w.capacity {
-            // Give back the unused preallocation of the sealed segment. Not synced: if the
-            // trim is lost the file just keeps trailing zeros, which read as the end.
-            if let Err(e) = old.file.set_len(old.end()) {
-                tracing::debug!(path = %old.path.display(), error = %e, "could not trim sealed segment");
-            }
-        }
         let segment = Arc::new(Segment::new(path, file, header));
         {
             let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
@@ -397,6 +416,7 @@ impl Inner {
         w.active = segment;
         w.capacity = self.options.segment_size;
         w.write_offset = HEADER_LEN;
+        w.synced_offset = HEADER_LEN;
         self.request_background_after_rotation();
         Ok(())
     }
@@ -448,11 +468,17 @@ impl Inner {
 
     /// Whether enough superseded bytes accumulated to make compaction worth its cost.
     pub(crate) fn compaction_due(&self) -> bool {
-        let garbage = self
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .garbage_bytes();
+        let garbage = {
+            let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if !keys.pending.is_empty() {
+                // Unknown until the keys of the sealed segments open skipped are folded in;
+                // the background thread does that, then asks again.
+                drop(keys);
+                self.wake_background(|bg| bg.fold_keys = true);
+                return false;
+            }
+            keys.garbage_bytes()
+        };
         let total = self.wal_bytes.load(Ordering::Relaxed).max(1);
         let ratio = garbage as f64 / total as f64;
         let pressure = Pressure::of_size(
@@ -568,19 +594,20 @@ pub(crate) fn free_space(dir: &std::path::Path) -> Option<u64> {
 pub(crate) fn background_loop(inner: Arc<Inner>) {
     loop {
         let mut bg = inner.bg.lock().unwrap_or_else(|e| e.into_inner());
-        let (flush, compact, retention) = loop {
+        let (flush, mut compact, retention, fold_keys) = loop {
             if bg.shutdown {
                 return;
             }
             let now = Instant::now();
             let flush = bg.flush_deadline.is_some_and(|d| d <= now);
-            if flush || bg.compact || bg.retention {
+            if flush || bg.compact || bg.retention || bg.fold_keys {
                 if flush {
                     bg.flush_deadline = None;
                 }
-                let work = (flush, bg.compact, bg.retention);
+                let work = (flush, bg.compact, bg.retention, bg.fold_keys);
                 bg.compact = false;
                 bg.retention = false;
+                bg.fold_keys = false;
                 break work;
             }
             bg = match bg.flush_deadline {
@@ -600,6 +627,13 @@ pub(crate) fn background_loop(inner: Arc<Inner>) {
             && let Err(e) = inner.sync()
         {
             tracing::error!(error = %e, "background flush failed");
+        }
+        if fold_keys && !inner.is_poisoned() {
+            match inner.loaded_keys() {
+                Ok(keys) => drop(keys),
+                Err(e) => tracing::error!(error = %e, "folding keys of sealed segments failed"),
+            }
+            compact |= inner.options.auto_compact && inner.compaction_due();
         }
         if compact
             && !inner.is_poisoned()

@@ -29,7 +29,8 @@ fn torn_tail_does_not_swallow_next_entry() {
     let seg = segment_files(dir.path()).pop().unwrap();
     let bytes = std::fs::read(&seg).unwrap();
     let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-    let frame_len = 8 + 1 + 42 + 1 + 1; // header + tag + record header + key "a" + payload
+    // header + tag + synced_to + record header + key "a" + payload
+    let frame_len = 8 + 1 + 8 + 42 + 1 + 1;
     let last_start = end - frame_len;
     let mut torn = bytes.clone();
     for b in &mut torn[last_start + 20..end] {
@@ -268,14 +269,31 @@ fn entries_since_returns_only_verified_records() {
     // Damage a payload byte of the first (sealed) segment behind the WAL's back.
     let seg = &segment_files(dir.path())[0];
     let mut bytes = std::fs::read(seg).unwrap();
-    bytes[64 + 8 + 1 + 42 + 10] ^= 0xff;
+    bytes[64 + 8 + 1 + 8 + 42 + 10] ^= 0xff;
     std::fs::write(seg, &bytes).unwrap();
     let err = wal.entries_since(Lsn::ZERO, None).unwrap_err();
     assert!(matches!(err, Error::Corrupt { offset: 64, .. }), "{err:?}");
     drop(wal);
-    // On reopen the default mode refuses interior damage instead of hiding it.
+    // On reopen the default mode trusts the sealed segment's seal, so the damage is still
+    // found by reading (never hidden) and by `verify`; the strict mode refuses to open.
+    let (wal, _) = Wal::open(dir.path(), small_options(4096)).unwrap();
+    let err = wal.entries_since(Lsn::ZERO, None).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { offset: 64, .. }), "{err:?}");
+    let checks = wal.verify().unwrap();
+    assert!(
+        matches!(
+            checks[0].damage,
+            Some((64, finn_wal::Corruption::Checksum { .. }))
+        ),
+        "{checks:?}"
+    );
+    drop(wal);
+    let strict = Options {
+        recovery_mode: finn_wal::RecoveryMode::AbsoluteConsistency,
+        ..small_options(4096)
+    };
     assert!(matches!(
-        Wal::open(dir.path(), small_options(4096)),
+        Wal::open(dir.path(), strict),
         Err(Error::Corrupt { .. })
     ));
 }
