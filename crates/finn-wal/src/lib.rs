@@ -117,6 +117,11 @@
 //! 64 MiB segment costs its data: 0.4–1 ms on tmpfs and 8 ms on the VM's disk (mostly the
 //! recovery fdatasync), where reading the 64 MiB tail cost 58 ms and 17 ms warm (more cold).
 //! Creating a fresh WAL still zero-fills and syncs its first 64 MiB segment (110–150 ms).
+//! Rotation no longer does: once the active segment is half full the background thread
+//! prepares the next one (an anonymous `O_TMPFILE` file, zero-filled and fsynced), and
+//! rotation only writes its header, fdatasyncs, links it into the directory and fsyncs the
+//! directory ([`Status::prepared_rotations`] counts these). Where `O_TMPFILE` or `/proc` is
+//! missing, rotation creates the segment under the writer lock as before.
 //!
 //! Replay reads the log once: open takes the four sealed 64 MiB segments from their seals
 //! (header + seal, a few KiB each) and scans only the unsealed newest one; iteration reads

@@ -533,6 +533,70 @@ pub(crate) fn create_segment(
     Ok((path, file))
 }
 
+/// The next segment, prepared ahead of need by the background thread: an anonymous
+/// (`O_TMPFILE`) file in the WAL directory, zero-filled to the segment size and fsynced, so
+/// that rotation under the writer lock costs a header write, an fdatasync, a link and a
+/// directory fsync instead of writing and syncing the whole preallocation. Being anonymous it
+/// is invisible to directory walkers and vanishes with the process if never used.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    file: File,
+    pub(crate) size: u64,
+}
+
+/// Prepares a [`Spare`] of `size` bytes in `dir`; fails where `O_TMPFILE` or `/proc` is not
+/// available (the caller then creates segments the ordinary way).
+pub(crate) fn prepare_spare(dir: &Path, size: u64) -> std::io::Result<Spare> {
+    use rustix::fs::{Mode, OFlags};
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(std::io::Error::other("/proc/self/fd is not available"));
+    }
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    let file = File::from(fd);
+    zero_fill(&file, 0, size)?;
+    file.sync_all()?;
+    Ok(Spare { file, size })
+}
+
+/// Turns a [`Spare`] into segment `{first_lsn}.wal` durably: header written and fdatasynced,
+/// the file linked into the directory under its name, the directory fsynced.
+pub(crate) fn install_spare(
+    dir: &Path,
+    header: &SegmentHeader,
+    spare: Spare,
+) -> Result<(PathBuf, File), Error> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(segment_file_name(header.first_lsn));
+    let file = spare.file;
+    let write = || -> std::io::Result<()> {
+        file.write_all_at(&header.encode(), 0)?;
+        fail::fail_point!("wal::segment::create_sync", |_| Err(std::io::Error::other(
+            "fail point wal::segment::create_sync"
+        )));
+        file.sync_data()
+    };
+    write().map_err(|e| Error::io(&path, e))?;
+    fail::fail_point!("wal::segment::create_rename", |_| Err(Error::io(
+        &path,
+        std::io::Error::other("fail point wal::segment::create_rename")
+    )));
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        source.as_str(),
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(|e| Error::io(&path, e.into()))?;
+    sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok((path, file))
+}
+
 /// Writes zeros over `[from, to)`.
 pub(crate) fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     const CHUNK: usize = 1024 * 1024;

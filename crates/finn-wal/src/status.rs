@@ -78,6 +78,11 @@ pub struct Status {
     pub average_group_size: f64,
     /// Compactions run since open.
     pub compactions: u64,
+    /// Segment rotations since open.
+    pub rotations: u64,
+    /// Of those, rotations that took a segment prepared ahead of need in the background
+    /// (the others zero-filled and synced a new segment under the writer lock).
+    pub prepared_rotations: u64,
 }
 
 /// Report of [`Wal::prune_through`](crate::Wal::prune_through).
@@ -127,6 +132,8 @@ pub(crate) struct Metrics {
     pub(crate) syncs: AtomicU64,
     pub(crate) synced_records: AtomicU64,
     pub(crate) compactions: AtomicU64,
+    pub(crate) rotations: AtomicU64,
+    pub(crate) prepared_rotations: AtomicU64,
 }
 
 impl Metrics {

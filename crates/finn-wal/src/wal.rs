@@ -10,7 +10,7 @@ use crate::reader::Iter;
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment};
 use crate::status::{CompactionReport, Metrics, PruneReport, Status};
-use crate::writer::{Background, Inner, Input, Maintenance, WriterState};
+use crate::writer::{Background, Inner, Input, Maintenance, SpareSlot, WriterState};
 use crate::{Durability, Error, Lsn, NewRecord, Options, Record};
 
 /// The write-ahead log. `Wal: Send + Sync`; share it with `Arc<Wal>`. All methods take `&self`.
@@ -19,7 +19,7 @@ use crate::{Durability, Error, Lsn, NewRecord, Options, Record};
 /// logged), stops the background thread and releases the directory lock.
 #[derive(Debug)]
 pub struct Wal {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Wal {
@@ -91,6 +91,7 @@ impl Wal {
             syncing: false,
             // Recovery made everything it accepted durable.
             synced_offset: write_offset,
+            spare_requested: false,
             buf: Vec::with_capacity(4096),
             free_bytes: None,
             free_checked: None,
@@ -110,6 +111,7 @@ impl Wal {
             metrics: Metrics::default(),
             keys: Mutex::new(recovered.keys),
             maintenance: Mutex::new(Maintenance::default()),
+            spare: Mutex::new(SpareSlot::default()),
             bg: Mutex::new(Background::default()),
             bg_cv: Condvar::new(),
             _lock: Some(lock),
@@ -159,6 +161,7 @@ impl Wal {
             gap_allowed: false,
             syncing: false,
             synced_offset: 0,
+            spare_requested: false,
             buf: Vec::new(),
             free_bytes: None,
             free_checked: None,
@@ -179,6 +182,7 @@ impl Wal {
                 metrics: Metrics::default(),
                 keys: Mutex::new(recovered.keys),
                 maintenance: Mutex::new(Maintenance::default()),
+                spare: Mutex::new(SpareSlot::default()),
                 bg: Mutex::new(Background::default()),
                 bg_cv: Condvar::new(),
                 _lock: None,
@@ -214,6 +218,7 @@ impl Wal {
                     gap_allowed: false,
                     syncing: false,
                     synced_offset: 0,
+                    spare_requested: false,
                     buf: Vec::new(),
                     free_bytes: None,
                     free_checked: None,
@@ -226,6 +231,7 @@ impl Wal {
                 metrics: Metrics::default(),
                 keys: Mutex::new(Default::default()),
                 maintenance: Mutex::new(Maintenance::default()),
+                spare: Mutex::new(SpareSlot::default()),
                 bg: Mutex::new(Background::default()),
                 bg_cv: Condvar::new(),
                 _lock: None,
@@ -490,6 +496,8 @@ impl Wal {
                 synced as f64 / syncs as f64
             },
             compactions: inner.metrics.compactions.load(Ordering::Relaxed),
+            rotations: inner.metrics.rotations.load(Ordering::Relaxed),
+            prepared_rotations: inner.metrics.prepared_rotations.load(Ordering::Relaxed),
         }
     }
 }

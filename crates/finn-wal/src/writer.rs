@@ -15,7 +15,10 @@ use crate::lock::DirLock;
 use crate::record::{
     FRAME_HEADER_LEN, FrameBuilder, RecordRef, marked_batch_frame_len, marked_single_frame_len,
 };
-use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment, remove_durably};
+use crate::segment::{
+    HEADER_LEN, Segment, SegmentHeader, create_segment, install_spare, prepare_spare,
+    remove_durably,
+};
 use crate::status::{Metrics, Pressure};
 use crate::{Durability, Error, NewRecord, Options, Record, error::PressureReason};
 
@@ -41,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) keys: Mutex<KeyIndex>,
     /// Serialises compaction, pruning, retention and truncation.
     pub(crate) maintenance: Mutex<Maintenance>,
+    /// The next segment, prepared in the background.
+    pub(crate) spare: Mutex<SpareSlot>,
     pub(crate) bg: Mutex<Background>,
     pub(crate) bg_cv: Condvar,
     /// Lets `&self` methods start the background thread on first need.
@@ -56,6 +61,13 @@ pub(crate) struct Maintenance {
     pub(crate) confirmed: u64,
 }
 
+/// The next segment prepared ahead of need (see [`crate::segment::Spare`]).
+#[derive(Debug, Default)]
+pub(crate) struct SpareSlot {
+    pub(crate) ready: Option<crate::segment::Spare>,
+    pub(crate) preparing: bool,
+}
+
 /// Work for the background thread.
 #[derive(Debug, Default)]
 pub(crate) struct Background {
@@ -68,6 +80,8 @@ pub(crate) struct Background {
     pub(crate) retention: bool,
     /// Fold the keys of sealed segments into the key index, then check for compaction.
     pub(crate) fold_keys: bool,
+    /// Prepare the next segment.
+    pub(crate) prepare_spare: bool,
 }
 
 /// Everything the append path mutates, under one mutex.
@@ -85,6 +99,8 @@ pub(crate) struct WriterState {
     /// Offset in the active segment up to which its bytes are known durable; written into
     /// every frame as `synced_to` (see [`crate::record`]).
     pub(crate) synced_offset: u64,
+    /// The background thread was asked to prepare the segment after the active one.
+    pub(crate) spare_requested: bool,
     pub(crate) buf: Vec<u8>,
     pub(crate) free_bytes: Option<u64>,
     pub(crate) free_checked: Option<Instant>,
@@ -265,6 +281,14 @@ impl Inner {
         w.gap_allowed = false;
         self.last_lsn.store(last, Ordering::Release);
         self.wal_bytes.fetch_add(frame_len, Ordering::Relaxed);
+        if self.options.preallocate
+            && !w.spare_requested
+            && w.write_offset.saturating_mul(2) >= w.capacity
+        {
+            // Half full: have the next segment zero-filled and synced before it is needed.
+            w.spare_requested = true;
+            self.wake_background(|bg| bg.prepare_spare = true);
+        }
         Metrics::add(&self.metrics.appends, count as u64);
         Metrics::add(&self.metrics.bytes_written, frame_len);
 
@@ -386,13 +410,25 @@ impl Inner {
             prev_ulid: w.ulid.last(),
         };
         let replaces_old = old.is_empty() && old.header.first_lsn == first_lsn;
-        let (path, file) = create_segment(
-            &self.dir,
-            &header,
-            self.options.segment_size,
-            self.options.preallocate,
-        )
-        .inspect_err(|e| {
+        let spare = if self.options.preallocate && !replaces_old {
+            let mut slot = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+            slot.ready
+                .take()
+                .filter(|s| s.size == self.options.segment_size)
+        } else {
+            None
+        };
+        let prepared = spare.is_some();
+        let created = match spare {
+            Some(spare) => install_spare(&self.dir, &header, spare),
+            None => create_segment(
+                &self.dir,
+                &header,
+                self.options.segment_size,
+                self.options.preallocate,
+            ),
+        };
+        let (path, file) = created.inspect_err(|e| {
             if let Error::Io { path, source } = e {
                 self.poison("segment creation", path, source);
             }
@@ -417,6 +453,11 @@ impl Inner {
         w.capacity = self.options.segment_size;
         w.write_offset = HEADER_LEN;
         w.synced_offset = HEADER_LEN;
+        w.spare_requested = false;
+        Metrics::add(&self.metrics.rotations, 1);
+        if prepared {
+            Metrics::add(&self.metrics.prepared_rotations, 1);
+        }
         self.request_background_after_rotation();
         Ok(())
     }
@@ -557,6 +598,32 @@ impl Inner {
         });
     }
 
+    /// Prepares the next segment unless one is ready or being prepared. A failure only means
+    /// the next rotation creates its segment the ordinary way (the file is dropped, its fsync
+    /// never retried, nothing of the log depends on it).
+    fn prepare_spare(&self) {
+        {
+            let mut slot = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.ready.is_some() || slot.preparing {
+                return;
+            }
+            slot.preparing = true;
+        }
+        let started = Instant::now();
+        let result = prepare_spare(&self.dir, self.options.segment_size);
+        let mut slot = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        slot.preparing = false;
+        match result {
+            Ok(spare) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "prepared the next segment");
+                slot.ready = Some(spare);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not prepare the next segment ahead of need");
+            }
+        }
+    }
+
     /// Makes everything appended so far durable.
     pub(crate) fn sync(&self) -> Result<u64, Error> {
         if self.read_only {
@@ -594,20 +661,27 @@ pub(crate) fn free_space(dir: &std::path::Path) -> Option<u64> {
 pub(crate) fn background_loop(inner: Arc<Inner>) {
     loop {
         let mut bg = inner.bg.lock().unwrap_or_else(|e| e.into_inner());
-        let (flush, mut compact, retention, fold_keys) = loop {
+        let (flush, mut compact, retention, fold_keys, spare) = loop {
             if bg.shutdown {
                 return;
             }
             let now = Instant::now();
             let flush = bg.flush_deadline.is_some_and(|d| d <= now);
-            if flush || bg.compact || bg.retention || bg.fold_keys {
+            if flush || bg.compact || bg.retention || bg.fold_keys || bg.prepare_spare {
                 if flush {
                     bg.flush_deadline = None;
                 }
-                let work = (flush, bg.compact, bg.retention, bg.fold_keys);
+                let work = (
+                    flush,
+                    bg.compact,
+                    bg.retention,
+                    bg.fold_keys,
+                    bg.prepare_spare,
+                );
                 bg.compact = false;
                 bg.retention = false;
                 bg.fold_keys = false;
+                bg.prepare_spare = false;
                 break work;
             }
             bg = match bg.flush_deadline {
@@ -628,6 +702,9 @@ pub(crate) fn background_loop(inner: Arc<Inner>) {
         {
             tracing::error!(error = %e, "background flush failed");
         }
+        if spare && !inner.is_poisoned() {
+            inner.prepare_spare();
+        }
         if fold_keys && !inner.is_poisoned() {
             match inner.loaded_keys() {
                 Ok(keys) => drop(keys),
@@ -646,6 +723,70 @@ pub(crate) fn background_loop(inner: Arc<Inner>) {
             && let Err(e) = crate::prune::apply_retention(&inner)
         {
             tracing::error!(error = %e, "retention failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Durability, Kind, Lsn, NewRecord, Options, Wal};
+
+    /// Rotation takes the segment the background thread prepared once the active one was
+    /// half full, and the result is an ordinary durable segment.
+    #[test]
+    fn rotation_takes_the_segment_prepared_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        if let Err(e) = crate::segment::prepare_spare(dir.path(), 4096) {
+            eprintln!("skipped: this filesystem cannot prepare segments ahead of need: {e}");
+            return;
+        }
+        let options = Options {
+            segment_size: 64 * 1024,
+            ..Options::default()
+        };
+        let (wal, _) = Wal::open(dir.path(), options.clone()).unwrap();
+        let record = || NewRecord::event(Kind::Audit, vec![7u8; 200]);
+        let mut n = 0u64;
+        // Past half of the first segment: the background thread is asked for the next one.
+        while wal.status().bytes_written < 40 * 1024 {
+            wal.append_with(record(), Durability::None).unwrap();
+            n += 1;
+        }
+        // Wait (bounded) for it to be ready; this is not a timing assertion.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while wal.inner.spare.lock().unwrap().ready.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(wal.inner.spare.lock().unwrap().ready.is_some());
+        while wal.status().rotations == 0 {
+            wal.append_with(record(), Durability::None).unwrap();
+            n += 1;
+        }
+        let status = wal.status();
+        assert_eq!((status.rotations, status.prepared_rotations), (1, 1));
+        wal.sync().unwrap();
+        drop(wal);
+
+        let (wal, report) = Wal::open(dir.path(), options).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.trusted_seals, 1);
+        let lsns: Vec<u64> = wal
+            .iter_from(Lsn::ZERO)
+            .unwrap()
+            .map(|r| r.unwrap().lsn.get())
+            .collect();
+        assert_eq!(lsns, (1..=n).collect::<Vec<_>>());
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".wal"))
+            .collect();
+        assert_eq!(files.len(), 2, "{files:?}");
+        for name in files {
+            let len = std::fs::metadata(dir.path().join(&name)).unwrap().len();
+            assert!(len > 64, "{name}: {len}");
         }
     }
 }
