@@ -132,17 +132,53 @@ impl KeyIndex {
     }
 }
 
+impl KeyIndex {
+    /// Adds what another index saw (of records this one has not seen).
+    fn merge(&mut self, other: KeyIndex) {
+        for (kind, keys) in other.map {
+            for (key, e) in keys {
+                self.observe(kind, &key, e.lsn, e.bytes);
+            }
+        }
+        self.garbage_bytes += other.garbage_bytes;
+    }
+}
+
 impl Inner {
     /// The key index with every sealed segment's keys folded in.
+    ///
+    /// The pending segments are read without holding the index lock (appends of keyed records
+    /// take it under the writer lock, so reading under it would stall every append) and merged
+    /// afterwards, unless pruning took one of them meanwhile; then the fold is redone.
     pub(crate) fn loaded_keys(&self) -> Result<MutexGuard<'_, KeyIndex>, Error> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if !keys.pending.is_empty() {
+        loop {
+            let snapshot = {
+                let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                if keys.pending.is_empty() {
+                    return Ok(keys);
+                }
+                keys.pending.clone()
+            };
             let started = std::time::Instant::now();
-            let segments = keys.pending.len();
-            keys.fold_pending()?;
-            tracing::debug!(segments, elapsed = ?started.elapsed(), "folded keys of sealed segments");
+            let mut folded = KeyIndex {
+                pending: snapshot.clone(),
+                ..KeyIndex::default()
+            };
+            folded.fold_pending()?;
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let still_pending = snapshot
+                .iter()
+                .all(|s| keys.pending.iter().any(|p| Arc::ptr_eq(p, s)));
+            if still_pending {
+                keys.pending
+                    .retain(|p| !snapshot.iter().any(|s| Arc::ptr_eq(p, s)));
+                keys.merge(folded);
+                tracing::debug!(segments = snapshot.len(), elapsed = ?started.elapsed(), "folded keys of sealed segments");
+                if keys.pending.is_empty() {
+                    return Ok(keys);
+                }
+            }
         }
-        Ok(keys)
     }
 }
 

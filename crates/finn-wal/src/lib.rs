@@ -101,16 +101,23 @@
 //! typed error. The byte-by-byte description is in `docs/formats/finn-wal.md`.
 //!
 //! # Performance
-//! Measured with `cargo bench -p finn-wal -- --quick` on the 2-vCPU CI VM under heavy CPU
-//! contention from other builds (`/proc/pressure/cpu` some avg10 ≈ 97%), ratios within one run:
+//! Measured with `cargo bench -p finn-wal --bench wal -- --quick` on the 2-vCPU CI VM shared
+//! with other builds (`/proc/pressure/cpu` some avg300 ≈ 66%), ratios within one run
+//! (format 2, 2026-11-22):
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | 1 writer, `Sync`, 256 B | 251 appends/s | 1.07× raw `pwrite + fdatasync` (235/s; both bound by the 4 ms scheduler tick under contention) |
-//! | 8 writers, `Sync` | 15.8k appends/s, group 4.2 | 63× the single writer |
-//! | 64 writers, `Sync` | 35.3k appends/s, group 25.5 | 141× the single writer |
-//! | `None`, 256 B | 335k appends/s | 1.5× raw `pwrite` (noise: both are one `pwrite`) |
-//! | open + replay 1M × 256 B, warm | 4.9M records/s | 0.57× raw read + CRC (8.6M/s); format 1 measured 1.9M/s = 0.31× in the same session |
+//! | 1 writer, `Sync`, 256 B | 250 appends/s | 0.73× raw `pwrite + fdatasync` (345/s, spread 331–413/s; both bound by the 4 ms scheduler tick under contention) |
+//! | 8 writers, `Sync` | 13.6k appends/s, group 4.2 | 54× the single writer |
+//! | 64 writers, `Sync` | 40.0k appends/s, group 21.4 | 160× the single writer |
+//! | `None`, 256 B | 469k appends/s | 1.6× raw `pwrite` (noise: both are one `pwrite`) |
+//! | open + replay 1M × 256 B, warm | 5.1M records/s | 0.47× raw read + CRC (11.0M/s) |
+//!
+//! A second run the same hour gave: 1 writer 1.68k/s against raw 420/s (the tick dominates
+//! both, so the single-writer ratio is noise in either direction), 8 writers 14.5k/s (group
+//! 4.2), 64 writers 30.6k/s (group 22.6), `None` 206k/s against raw 160k/s, replay 4.9M/s =
+//! 0.56× raw (8.9M/s). Format 1 replayed 1.9M/s = 0.31× raw (6.2M/s) in the same session:
+//! open read and CRC-checked every segment, then iteration read them all again.
 //!
 //! Reopening a WAL checks only a bounded window (1 MiB, or twice the largest frame) of the
 //! zero-filled preallocation after the end marker, so reopening a small WAL with the default
