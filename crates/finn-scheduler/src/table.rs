@@ -77,6 +77,17 @@ pub const HEALTH_CHECK: TaskDefaults = TaskDefaults {
     group: None,
 };
 
-/// The whole table.
+/// Ship newly written WAL records to the object store: every 1 s, no jitter. finn's own (the
+/// anchors shipped only with the 30 s sync, so up to 30 s of writes were local-only); the
+/// interval is the recovery point objective while the store is healthy.
+pub const WAL_SHIP: TaskDefaults = TaskDefaults {
+    id: "wal_ship",
+    interval: Duration::from_secs(1),
+    jitter: Duration::ZERO,
+    timeout: Duration::from_secs(60),
+    group: Some(SYNC_GROUP),
+};
+
+/// The anchors' table (finn adds [`WAL_SHIP`]).
 pub const DEFAULT_TASKS: [TaskDefaults; 4] =
     [OBJECT_STORE_SYNC, GIT_ARCHIVE, WAL_PRUNE, HEALTH_CHECK];

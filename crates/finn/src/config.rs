@@ -9,6 +9,7 @@
 //! | `DATA_DIR` | `data_dir` | the local data directory (WAL, state, keys) |
 //! | `SYNC_INTERVAL_MS` | `sync.interval_ms` | object-store checkpoint + WAL shipping period |
 //! | `GIT_SYNC_INTERVAL_MS` | `sync.git_interval_ms` | git archive period |
+//! | `FINN_SHIP_INTERVAL_MS` | `sync.ship_interval_ms` | continuous WAL shipping period, the RPO (`0`: only with the sync) |
 //! | `R2_ENDPOINT` | `store.endpoint` | S3-compatible endpoint (R2, MinIO, moto) |
 //! | `R2_BUCKET` | `store.url` | sets `store.url = "s3://<bucket>"` when no URL is configured |
 //! | `R2_ACCESS_KEY_ID` | `store.access_key_id` | S3 access key id |
@@ -29,6 +30,9 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE_NAME: &str = "finn.toml";
 /// Default object-store checkpoint + WAL shipping period (the anchors' `SYNC_INTERVAL_MS`).
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
+/// Default continuous WAL shipping period: the recovery point objective while the object store
+/// is healthy (Litestream's default sync interval too).
+pub const DEFAULT_SHIP_INTERVAL_MS: u64 = 1_000;
 /// Default git archive period (the anchors' `GIT_SYNC_INTERVAL_MS`).
 pub const DEFAULT_GIT_SYNC_INTERVAL_MS: u64 = 3_600_000;
 /// Default health check period (the anchors' `HEALTH_INTERVAL_MS`).
@@ -203,6 +207,10 @@ impl fmt::Debug for Secret {
 pub struct SyncConfig {
     /// Object-store checkpoint + WAL shipping. Default: 30 000 (± 5 s jitter).
     pub interval_ms: u64,
+    /// Continuous WAL shipping: the longest a new write stays only on the local disk while the
+    /// object store is healthy (the RPO). `0` ships only with the object-store sync. Default:
+    /// 1 000.
+    pub ship_interval_ms: u64,
     /// Git archive. Default: 3 600 000 (± 5 min jitter).
     pub git_interval_ms: u64,
     /// Health check. Default: 300 000 (± 30 s jitter).
@@ -215,6 +223,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             interval_ms: DEFAULT_SYNC_INTERVAL_MS,
+            ship_interval_ms: DEFAULT_SHIP_INTERVAL_MS,
             git_interval_ms: DEFAULT_GIT_SYNC_INTERVAL_MS,
             health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             prune_interval_ms: DEFAULT_PRUNE_INTERVAL_MS,
@@ -425,6 +434,12 @@ impl Config {
         if let Some(v) = get("GIT_SYNC_INTERVAL_MS") {
             self.sync.git_interval_ms = parse_ms("GIT_SYNC_INTERVAL_MS", &v)?;
         }
+        if let Some(v) = get("FINN_SHIP_INTERVAL_MS") {
+            self.sync.ship_interval_ms = match v.trim() {
+                "0" => 0,
+                _ => parse_ms("FINN_SHIP_INTERVAL_MS", &v)?,
+            };
+        }
         if let Some(v) = get("FINN_STORE_URL") {
             self.store.url = Some(v);
         }
@@ -471,6 +486,14 @@ impl Config {
             if value < MIN_INTERVAL_MS {
                 return Err(invalid(key, &value.to_string(), "must be at least 100 ms"));
             }
+        }
+        let ship = self.sync.ship_interval_ms;
+        if ship != 0 && ship < MIN_INTERVAL_MS {
+            return Err(invalid(
+                "sync.ship_interval_ms",
+                &ship.to_string(),
+                "must be 0 (ship with the sync only) or at least 100 ms",
+            ));
         }
         if let Some(listen) = &self.metrics.listen {
             let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
@@ -689,6 +712,22 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn ship_interval_is_off_or_at_least_the_minimum() {
+        let mut c = Config::default();
+        assert_eq!(c.sync.ship_interval_ms, DEFAULT_SHIP_INTERVAL_MS);
+        c.apply_env(env(&[("FINN_SHIP_INTERVAL_MS", "0")])).unwrap();
+        assert_eq!(c.sync.ship_interval_ms, 0);
+        c.validate().unwrap();
+        c.apply_env(env(&[("FINN_SHIP_INTERVAL_MS", "250")]))
+            .unwrap();
+        assert_eq!(c.sync.ship_interval_ms, 250);
+        assert!(c.apply_env(env(&[("FINN_SHIP_INTERVAL_MS", "5")])).is_err());
+        c.sync.ship_interval_ms = 5;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("sync.ship_interval_ms"), "{err}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs

@@ -27,8 +27,9 @@
 //!
 //! - A write is **locally durable** when [`Finn::put`] (or a component's write) returns: with the
 //!   default `Sync` durability it was fdatasynced and survives `kill -9` and power loss.
-//! - It is **remotely durable** once [`Finn::remote_durable_lsn`] reaches its LSN (after
-//!   [`Finn::ship`], [`Finn::checkpoint`] or the scheduled sync): a restore on an empty disk
+//! - It is **remotely durable** once [`Finn::remote_durable_lsn`] reaches its LSN — within the
+//!   shipping interval (1 s by default) while the object store is healthy, at once after
+//!   [`Finn::await_shipped`]: a restore on an empty disk
 //!   brings it back — the newest verified checkpoint plus every shipped record after it.
 //! - Restored bytes are verified (signatures, content hashes) before they become visible, and the
 //!   previous state is set aside, never deleted. The WAL is pruned only below what is both
@@ -38,7 +39,8 @@
 //! # What it does not do
 //!
 //! - Writes that are only locally durable are lost with the disk (the recovery point objective is
-//!   one sync interval, 30 s by default). Acknowledge to the outside world after [`Finn::ship`].
+//!   the shipping interval, 1 s by default, longer while the store is failing). Acknowledge to
+//!   the outside world after [`Finn::await_shipped`].
 //! - One writer per data directory (OS lock) and per object-store prefix (fenced lease); a second
 //!   writer is refused or fences the first.
 //! - The git archive tier (hourly, when `git.remote` is configured) is a cold copy of published

@@ -11,7 +11,8 @@
 //! 3. Replay: load the keyed-state snapshot from `state/` and fold every WAL record above it;
 //!    the components (beads, learnings) catch up from the same WAL.
 //! 4. Start the scheduler with the default task table: object-store checkpoint + WAL shipping
-//!    (30 s ± 5 s), git archive (1 h, when a remote is configured), WAL prune after a confirmed
+//!    (30 s ± 5 s), continuous WAL shipping of new records (every 1 s: the RPO, see
+//!    [`Intervals::ship`]), git archive (1 h, when a remote is configured), WAL prune after a confirmed
 //!    checkpoint (1 h), health (5 min), remote validation (1 h) and restore drill (1 day) (see
 //!    [`VerifySettings`]; their outcome is the `remote` health component), and retention when
 //!    configured. Breaker transitions are appended to the WAL as `Kind::Config` records
@@ -28,16 +29,18 @@
 //! # What it guarantees
 //!
 //! * A write is **locally durable** when [`Finn::put`] returns (fdatasync, unless the WAL was
-//!   configured with weaker durability), and **remotely durable** once [`Finn::checkpoint`] (or
-//!   the scheduled sync) that follows it returns: [`Finn::remote_durable_lsn`] says how far.
+//!   configured with weaker durability), and **remotely durable** once it is shipped — within
+//!   [`Intervals::ship`] (1 s) while the object store is healthy, at once with
+//!   [`Finn::await_shipped`] — or a checkpoint covers it: [`Finn::remote_durable_lsn`] says how
+//!   far.
 //! * After a crash, [`FinnBuilder::open`] brings back every locally durable write when the data
 //!   directory survived, and every remotely durable write when it did not.
 //! * The WAL is pruned only below what a published checkpoint covers.
 //!
 //! # What it does not do
 //!
-//! * Writes acknowledged only locally are lost with the disk: call [`Finn::checkpoint`] (or wait
-//!   for the sync task) before telling anyone outside the process that a write is safe.
+//! * Writes acknowledged only locally are lost with the disk: call [`Finn::await_shipped`] (or
+//!   wait for the shipping task) before telling anyone outside the process that a write is safe.
 //! * One writer per object-store prefix: a second runtime on the same prefix fences the first.
 
 use std::path::{Path, PathBuf};
@@ -115,6 +118,14 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// [`Finn::await_shipped`] for an LSN the WAL never wrote.
+    #[error("LSN {lsn} was never written (the WAL ends at {last})")]
+    NotWritten {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The WAL's last LSN.
+        last: Lsn,
+    },
     /// A restore drill found the object store cannot be restored (or not to what was confirmed).
     #[error("restore drill failed")]
     Drill(#[from] Box<finn_checkpoint::DrillError>),
@@ -142,6 +153,10 @@ enum KeySource {
 pub struct Intervals {
     /// Object-store checkpoint + WAL shipping. Default: 30 s.
     pub sync: Duration,
+    /// Continuous WAL shipping: every new record is shipped within this period while the object
+    /// store is healthy (the recovery point objective). Each run that finds nothing new makes
+    /// no request. [`Duration::ZERO`] ships only with the sync. Default: 1 s.
+    pub ship: Duration,
     /// Git archive. Default: 1 h.
     pub git: Duration,
     /// WAL prune. Default: 1 h.
@@ -154,6 +169,7 @@ impl Default for Intervals {
     fn default() -> Self {
         Self {
             sync: finn_scheduler::table::OBJECT_STORE_SYNC.interval,
+            ship: finn_scheduler::table::WAL_SHIP.interval,
             git: finn_scheduler::table::GIT_ARCHIVE.interval,
             prune: finn_scheduler::table::WAL_PRUNE.interval,
             health: finn_scheduler::table::HEALTH_CHECK.interval,
@@ -279,6 +295,7 @@ impl FinnBuilder {
         };
         b.intervals = Intervals {
             sync: Duration::from_millis(config.sync.interval_ms),
+            ship: Duration::from_millis(config.sync.ship_interval_ms),
             git: Duration::from_millis(config.sync.git_interval_ms),
             prune: Duration::from_millis(config.sync.prune_interval_ms),
             health: Duration::from_millis(config.sync.health_interval_ms),
@@ -661,6 +678,7 @@ impl FinnBuilder {
             write: Mutex::new(()),
             confirmed: Mutex::new(confirmed),
             last_sync: Mutex::new(None),
+            unmerged_batches: std::sync::atomic::AtomicUsize::new(0),
             boot_time: started.elapsed(),
             health: HealthAggregator::new(),
             scheduler: Scheduler::new(finn_scheduler::SchedulerOptions::default()),
@@ -697,6 +715,8 @@ struct Inner {
     write: Mutex<()>,
     confirmed: Mutex<Confirmed>,
     last_sync: Mutex<Option<Result<Lsn, String>>>,
+    /// Shipped batches since shipped WAL was last merged into levels.
+    unmerged_batches: std::sync::atomic::AtomicUsize,
     boot_time: Duration,
     health: HealthAggregator,
     scheduler: Scheduler,
@@ -852,6 +872,35 @@ impl Finn {
         self.inner.ship().await
     }
 
+    /// Waits until the write at `lsn` is remotely durable (shipped or checkpointed) and returns
+    /// [`Finn::remote_durable_lsn`]. Returns at once when it already is; otherwise ships now
+    /// rather than waiting for the shipping task. For the few writes that must survive the
+    /// loss of this machine before anyone is told (a payment, a promise to a user); the rest
+    /// are shipped within [`Intervals::ship`].
+    ///
+    /// ```no_run
+    /// # async fn demo(finn: &finn::Finn) -> Result<(), finn::Error> {
+    /// use finn::Kind;
+    /// let lsn = finn.put(Kind::Session, "order/42", b"paid".to_vec())?;
+    /// finn.await_shipped(lsn).await?; // now a restore on another machine has it
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotWritten`] for an LSN this runtime's WAL never wrote, and the store's error
+    /// when shipping fails (the write stays locally durable; call again to retry).
+    pub async fn await_shipped(&self, lsn: Lsn) -> Result<Lsn, Error> {
+        if self.remote_durable_lsn() >= lsn {
+            return Ok(self.remote_durable_lsn());
+        }
+        let last = self.inner.wal.last_lsn();
+        if lsn > last {
+            return Err(Error::NotWritten { lsn, last });
+        }
+        self.inner.ship().await?;
+        Ok(self.remote_durable_lsn())
+    }
+
     /// Highest LSN whose record is in the object store, by a published checkpoint or by
     /// shipped WAL: a restore on another machine brings back every write up to it.
     pub fn remote_durable_lsn(&self) -> Lsn {
@@ -996,6 +1045,17 @@ impl Inner {
 
     /// Ships every locally durable WAL record not yet in the object store; returns the shipped LSN.
     async fn ship(&self) -> Result<Lsn, Error> {
+        // A restore replays shipped WAL on top of a checkpoint of the same lineage, so until the
+        // lineage has one (a new agent, or the fork a restore to the past starts), shipped
+        // records would be unreachable: publish one first, covering everything written so far.
+        let has_base = {
+            let guard = self.checkpointer.read().await;
+            let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+            checkpointer.head().await.is_some()
+        };
+        if !has_base {
+            self.checkpoint().await?;
+        }
         self.timed_wal_sync()?;
         let guard = self.checkpointer.read().await;
         let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
@@ -1003,6 +1063,8 @@ impl Inner {
         drop(guard);
         match result {
             Ok(report) => {
+                self.unmerged_batches
+                    .fetch_add(report.batches, std::sync::atomic::Ordering::Relaxed);
                 let shipped = Lsn::new(report.shipped_lsn.get());
                 let mut c = self
                     .confirmed
@@ -1024,6 +1086,45 @@ impl Inner {
         }
     }
 
+    /// The shipping task: ships when the WAL holds records the object store does not; otherwise
+    /// makes no request.
+    async fn ship_new(&self) -> Result<(), Error> {
+        let c = self.confirmed();
+        if self.wal.last_lsn() > c.checkpointed_lsn.max(c.shipped_lsn) {
+            self.ship().await?;
+        }
+        Ok(())
+    }
+
+    /// Merges shipped WAL batches into larger level objects ([`LevelPolicy::default`]: 5 min
+    /// and 1 h windows) once enough have accumulated, so that shipping every second does not
+    /// leave a restore tens of thousands of small objects to read. A failed merge is logged and
+    /// retried after as many batches again: nothing depends on it but restore speed.
+    ///
+    /// [`LevelPolicy::default`]: finn_checkpoint::LevelPolicy
+    async fn merge_shipped(&self) {
+        use std::sync::atomic::Ordering;
+        if self.unmerged_batches.load(Ordering::Relaxed) < MERGE_AFTER_BATCHES {
+            return;
+        }
+        self.unmerged_batches.store(0, Ordering::Relaxed);
+        let guard = self.checkpointer.read().await;
+        let Some(checkpointer) = guard.as_ref() else {
+            return;
+        };
+        match checkpointer
+            .compact_wal(&finn_checkpoint::LevelPolicy::default())
+            .await
+        {
+            Ok(report) => tracing::debug!(
+                created = report.created.len(),
+                deleted = report.deleted,
+                "shipped WAL merged into levels"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot merge shipped WAL; will retry"),
+        }
+    }
+
     /// The git task: archive the newest published checkpoint (publishing one first if the WAL
     /// moved on), read back from the state directory it was cut from.
     async fn archive_git(&self) -> Result<(), Error> {
@@ -1040,16 +1141,6 @@ impl Inner {
         Ok(())
     }
 
-    async fn archive_on_blocking_thread(self: Arc<Self>) -> Result<(), Error> {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(self.archive_git()))
-            .await
-            .map_err(|e| Error::Io {
-                path: PathBuf::from("<git archive task>"),
-                source: std::io::Error::other(e.to_string()),
-            })?
-    }
-
     fn timed_wal_sync(&self) -> Result<Lsn, Error> {
         let started = Instant::now();
         let lsn = self.wal.sync()?;
@@ -1063,21 +1154,30 @@ impl Inner {
         let started = Instant::now();
         self.ship().await?;
         self.checkpoint().await?;
+        self.merge_shipped().await;
         self.ops.metrics.observe_remote_sync(started.elapsed());
         self.heartbeat().await;
         Ok(())
     }
 
-    /// [`Inner::sync_remote`] for contexts that need a `Send` future (the scheduler, `tokio::spawn`):
-    /// rustc cannot prove finn-checkpoint's upload future `Send` for every lifetime (a known
-    /// higher-ranked inference limit with stream combinators), so the future is built and driven on
-    /// a blocking thread of the same runtime instead.
-    async fn sync_on_blocking_thread(self: Arc<Self>) -> Result<(), Error> {
+    /// Runs a task's future on a blocking thread of the same runtime, for contexts that need a
+    /// `Send` future (the scheduler, `tokio::spawn`): rustc cannot prove finn-checkpoint's
+    /// upload future `Send` for every lifetime (a known higher-ranked inference limit with
+    /// stream combinators), so the future is built and driven there instead.
+    async fn on_blocking_thread<F, Fut>(
+        self: Arc<Self>,
+        task: &'static str,
+        run: F,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(self.sync_remote()))
+        tokio::task::spawn_blocking(move || handle.block_on(run(self)))
             .await
             .map_err(|e| Error::Io {
-                path: PathBuf::from("<sync task>"),
+                path: PathBuf::from(format!("<{task} task>")),
                 source: std::io::Error::other(e.to_string()),
             })?
     }
@@ -1268,7 +1368,7 @@ impl Inner {
 
     fn start_scheduler(self: &Arc<Self>, intervals: Intervals) -> Result<(), Error> {
         use finn_scheduler::SchedulerEvent;
-        use finn_scheduler::table::{HEALTH_CHECK, OBJECT_STORE_SYNC, WAL_PRUNE};
+        use finn_scheduler::table::{HEALTH_CHECK, OBJECT_STORE_SYNC, WAL_PRUNE, WAL_SHIP};
         let weak = Arc::downgrade(self);
         self.scheduler.on_event(move |event| {
             if let Some(me) = weak.upgrade() {
@@ -1294,14 +1394,26 @@ impl Inner {
             }
         });
         self.register_task(spec(&OBJECT_STORE_SYNC, intervals.sync), |me| async move {
-            me.sync_on_blocking_thread().await?;
+            me.on_blocking_thread("sync", |me| async move { me.sync_remote().await })
+                .await?;
             Ok(())
         })?;
+        if !intervals.ship.is_zero() {
+            self.register_task(spec(&WAL_SHIP, intervals.ship), |me| async move {
+                me.on_blocking_thread("ship", |me| async move { me.ship_new().await })
+                    .await?;
+                Ok(())
+            })?;
+        }
         if self.archive.is_some() {
             self.register_task(
                 spec(&finn_scheduler::table::GIT_ARCHIVE, intervals.git),
                 |me| async move {
-                    me.archive_on_blocking_thread().await?;
+                    me.on_blocking_thread(
+                        "git archive",
+                        |me| async move { me.archive_git().await },
+                    )
+                    .await?;
                     Ok(())
                 },
             )?;
@@ -1322,6 +1434,10 @@ impl Inner {
         Ok(())
     }
 }
+
+/// Shipped batches that make a merge into levels worth its listing (about a minute of writes
+/// shipped every second).
+const MERGE_AFTER_BATCHES: usize = 64;
 
 /// A row of the default table with the configured interval (jitter scaled down for short ones).
 fn spec(row: &finn_scheduler::table::TaskDefaults, interval: Duration) -> finn_scheduler::TaskSpec {

@@ -148,3 +148,118 @@ async fn breaker_transitions_of_a_failing_sync_are_recorded_in_the_wal_and_degra
         .any(|r| r.kind == Kind::Config && r.key.as_deref() == Some(key));
     assert!(in_wal);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_writes_are_shipped_within_the_ship_interval_and_survive_the_disk() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let objects = dir.path().join("objects");
+    let key = dir.path().join("signing.pem");
+    finn::checkpoint::SigningKey::generate()
+        .save_new(&key)
+        .unwrap();
+    let open = |scheduler: bool| {
+        let mut intervals = finn::runtime::Intervals::default();
+        // No checkpoint in this test's lifetime: only the shipping task moves the write.
+        intervals.sync = Duration::from_secs(3600);
+        intervals.ship = Duration::from_millis(100);
+        Finn::builder(&data)
+            .store_url(format!("file://{}", objects.display()))
+            .signing_key_file(&key, false)
+            .intervals(intervals)
+            .scheduler(scheduler)
+            .force_takeover(true)
+    };
+    let finn = open(true).open().await.unwrap();
+    finn.put(Kind::Session, "session/0", b"base".to_vec())
+        .unwrap();
+    finn.checkpoint().await.unwrap();
+    let checkpointed = finn.confirmed().checkpointed_lsn;
+    let lsn = finn
+        .put(Kind::Session, "session/1", b"shipped".to_vec())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while finn.confirmed().shipped_lsn < lsn {
+        assert!(Instant::now() < deadline, "the shipping task never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        finn.confirmed().checkpointed_lsn,
+        checkpointed,
+        "shipped, not checkpointed"
+    );
+    drop(finn);
+
+    // The disk is gone: the shipped record comes back from the object store.
+    std::fs::remove_dir_all(&data).unwrap();
+    let finn = open(false).open().await.unwrap();
+    assert_eq!(
+        finn.state().get(Kind::Session, "session/1").as_deref(),
+        Some(&b"shipped"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_shipped_returns_once_the_write_is_remotely_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let finn = Finn::builder(dir.path().join("data"))
+        .store_url(format!("file://{}", objects.display()))
+        .scheduler(false)
+        .open()
+        .await
+        .unwrap();
+    let lsn = finn.put(Kind::Session, "session/1", b"x".to_vec()).unwrap();
+    assert!(finn.remote_durable_lsn() < lsn);
+    let durable = finn.await_shipped(lsn).await.unwrap();
+    assert!(durable >= lsn && finn.remote_durable_lsn() >= lsn);
+    // Already durable: returns at once, nothing shipped again.
+    assert_eq!(finn.await_shipped(lsn).await.unwrap(), durable);
+    let beyond = Lsn::new(lsn.get() + 10);
+    assert!(matches!(
+        finn.await_shipped(beyond).await,
+        Err(finn::runtime::Error::NotWritten { .. })
+    ));
+    finn.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agents_shipped_writes_survive_the_disk_before_any_sync() {
+    // Shipped WAL is replayed on top of a checkpoint: the first ship of a new lineage publishes
+    // one, or the shipped records would be unreachable after the disk is lost.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let objects = dir.path().join("objects");
+    let key = dir.path().join("signing.pem");
+    finn::checkpoint::SigningKey::generate()
+        .save_new(&key)
+        .unwrap();
+    let open = || {
+        Finn::builder(&data)
+            .store_url(format!("file://{}", objects.display()))
+            .signing_key_file(&key, false)
+            .scheduler(false)
+            .force_takeover(true)
+    };
+    let finn = open().open().await.unwrap();
+    let lsn = finn
+        .put(Kind::Session, "session/1", b"first words".to_vec())
+        .unwrap();
+    finn.await_shipped(lsn).await.unwrap();
+    let after = finn
+        .put(Kind::Session, "session/2", b"then shipped".to_vec())
+        .unwrap();
+    assert_eq!(finn.ship().await.unwrap(), after);
+    drop(finn);
+
+    std::fs::remove_dir_all(&data).unwrap();
+    let finn = open().open().await.unwrap();
+    for (key, value) in [("session/1", "first words"), ("session/2", "then shipped")] {
+        assert_eq!(
+            finn.state().get(Kind::Session, key).as_deref(),
+            Some(value.as_bytes()),
+            "{key}"
+        );
+    }
+}
