@@ -147,6 +147,17 @@ pub(crate) struct BeadPayload {
     pub(crate) lease: Option<Lease>,
 }
 
+/// [`BeadPayload`] borrowed, for encoding: same fields, same skip rules.
+#[derive(Serialize)]
+pub(crate) struct BeadPayloadRef<'a> {
+    pub(crate) v: u32,
+    #[serde(skip_serializing_if = "<[Change]>::is_empty")]
+    pub(crate) changes: &'a [Change],
+    pub(crate) bead: &'a Bead,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lease: Option<&'a Lease>,
+}
+
 /// Payload of a `record/<key>` record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RecordPayload {

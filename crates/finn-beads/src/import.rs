@@ -13,7 +13,9 @@
 
 use std::cmp::Ordering;
 use std::io::BufRead;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -22,7 +24,7 @@ use crate::error::Error;
 use crate::jsonl::{Line, LineError, parse_line};
 use crate::store::{Split, Store};
 use crate::timestamp::Timestamp;
-use crate::tx::{Tx, raw_bead_json};
+use crate::tx::{RawJson, Tx, raw_bead_json};
 
 /// Most records per WAL batch during an import (batches are also capped at a quarter of the
 /// WAL segment size).
@@ -131,12 +133,15 @@ impl Store {
         lines: Vec<ParsedLine>,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        for (n, line, _) in &lines {
-            if let Line::Issue(b) = line {
+        for p in &lines {
+            if let Line::Issue(b) = &p.line {
                 self.options()
                     .limits
                     .check_imported(b)
-                    .map_err(|source| Error::ImportRecord { line: *n, source })?;
+                    .map_err(|source| Error::ImportRecord {
+                        line: p.number,
+                        source,
+                    })?;
             }
         }
         let mut report = ImportReport {
@@ -170,48 +175,119 @@ impl Store {
 }
 
 /// A parsed line: its number, its content and, for a bead, the text to put in the WAL as it is.
-type ParsedLine = (u64, Line, Option<Box<str>>);
+struct ParsedLine {
+    number: u64,
+    line: Line,
+    raw: Option<RawJson>,
+}
 
-/// Parses every line, keeping its line number and, for a bead, the text it came from when that
-/// can go into the WAL as it is (see [`raw_bead_json`]).
+/// Below this many lines an import parses on the calling thread only.
+const PARALLEL_PARSE_MIN_LINES: usize = 4096;
+
+/// Reads the whole input, then parses its lines (on several threads for large inputs), keeping
+/// each line's number and, for a bead, where its text is when that can go into the WAL as it is
+/// (see [`raw_bead_json`]). The first bad line (lowest number) is the error reported.
 fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Error> {
     let err = |source| Error::Import {
         path: path.to_owned(),
         source,
     };
-    let mut out = Vec::new();
-    let mut buf = String::new();
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        line += 1;
-        match reader.read_line(&mut buf) {
-            Ok(0) => return Ok(out),
-            Ok(_) => {}
-            Err(source) => return Err(err(LineError::Io { line, source })),
+    let mut bytes = Vec::new();
+    if let Err(source) = reader.read_to_end(&mut bytes) {
+        let line = 1 + bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        return Err(err(LineError::Io { line, source }));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let line = 1 + e.as_bytes()[..valid]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error());
+            return Err(err(LineError::Io { line, source }));
         }
-        let text = buf.trim();
-        if text.is_empty() {
-            continue;
+    };
+    let buf: Arc<str> = Arc::from(text);
+    // Non-blank lines as (number, byte range of the trimmed text).
+    let mut spans: Vec<(u64, Range<usize>)> = Vec::new();
+    let mut at = 0usize;
+    for (i, l) in buf.split_inclusive('\n').enumerate() {
+        let start = at + (l.len() - l.trim_start().len());
+        let end = at + l.trim_end().len();
+        at += l.len();
+        if start < end {
+            spans.push((i as u64 + 1, start..end));
         }
-        let parsed = parse_line(text).map_err(|source| err(LineError::Json { line, source }))?;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    let parsed = if threads == 1 || spans.len() < PARALLEL_PARSE_MIN_LINES {
+        parse_spans(&buf, &spans)
+    } else {
+        let per = spans.len().div_ceil(threads);
+        let parts: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = spans
+                .chunks(per)
+                .map(|chunk| {
+                    let buf = &buf;
+                    scope.spawn(move || parse_spans(buf, chunk))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join()).collect()
+        });
+        let mut out = Vec::with_capacity(spans.len());
+        for part in parts {
+            match part {
+                Ok(Ok(lines)) => out.extend(lines),
+                // Chunks are in file order: the first failing chunk holds the first bad line.
+                Ok(Err(e)) => return Err(err(e)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    };
+    parsed.map_err(err)
+}
+
+fn parse_spans(
+    buf: &Arc<str>,
+    spans: &[(u64, Range<usize>)],
+) -> Result<Vec<ParsedLine>, LineError> {
+    let mut out = Vec::with_capacity(spans.len());
+    for (number, range) in spans {
+        let text = buf.get(range.clone()).unwrap_or("");
+        let line = parse_line(text).map_err(|source| LineError::Json {
+            line: *number,
+            source,
+        })?;
         // Only the fast path of `parse_line` deserializes the bead from the text itself; a line
         // with `_type` goes through a JSON map first, and is encoded from the typed bead.
-        let raw = match &parsed {
-            Line::Issue(_) if !text.contains("\"_type\"") => raw_bead_json(text),
+        let raw = match &line {
+            Line::Issue(_) if !text.contains("\"_type\"") && raw_bead_json(text) => Some(RawJson {
+                buf: Arc::clone(buf),
+                range: range.clone(),
+            }),
             _ => None,
         };
-        out.push((line, parsed, raw));
+        out.push(ParsedLine {
+            number: *number,
+            line,
+            raw,
+        });
     }
+    Ok(out)
 }
 
 fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
     // Edges whose target is unknown so far; the target may still come later in the file.
     let mut unresolved: Vec<(String, String)> = Vec::new();
-    for (_, line, raw) in lines {
+    tx.reserve(lines.len());
+    for ParsedLine { line, raw, .. } in lines {
         match line {
             Line::Issue(b) => {
-                let b = *b;
                 for d in &b.dependencies {
                     if tx.get(&d.depends_on_id).is_none() {
                         unresolved.push((b.id.clone(), d.depends_on_id.clone()));

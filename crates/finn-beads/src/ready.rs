@@ -318,8 +318,7 @@ impl State {
     /// blockers, in id order (`bd blocked`).
     pub fn blocked(&self) -> Vec<BlockedBead<'_>> {
         let mut out: Vec<BlockedBead<'_>> = self
-            .blocked_ids()
-            .iter()
+            .blocked_iter()
             .filter_map(|id| self.get(id))
             .map(|bead| BlockedBead {
                 bead,

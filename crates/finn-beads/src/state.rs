@@ -2,6 +2,15 @@
 //! the blocked set current without recomputing it per query.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Hasher of the id-keyed maps. Ids come from imported files, so the hash is seeded per map
+/// (foldhash's `RandomState`, hashbrown's default), which keeps chosen-collision inputs out of
+/// reach while hashing an id several times faster than SipHash.
+pub(crate) type IdHasher = foldhash::fast::RandomState;
+/// A map keyed by bead id.
+pub(crate) type IdMap<V> = HashMap<String, V, IdHasher>;
+/// A set of bead ids.
+pub(crate) type IdSet = HashSet<String, IdHasher>;
 use std::sync::Arc;
 
 use finn_wal::{Kind, Lsn, Op, Record};
@@ -169,20 +178,20 @@ impl PoolEntry {
 #[derive(Clone, Debug, Default)]
 struct Index {
     /// target -> beads with an edge that affects readiness pointing at it.
-    dependents: HashMap<String, HashSet<String>>,
+    dependents: IdMap<IdSet>,
     /// spawner -> beads with a `waits-for` edge gated on its children (keyed by the edge's
     /// target and, if its metadata names another one, by that spawner too). Only these must
     /// re-check when a child of the spawner changes; most stores have none.
-    waiters: HashMap<String, HashSet<String>>,
+    waiters: IdMap<IdSet>,
     /// parent -> children (`parent-child` edges).
-    children: HashMap<String, HashSet<String>>,
+    children: IdMap<IdSet>,
     /// Beads with at least one direct blocker.
-    direct: HashSet<String>,
+    direct: IdSet,
     /// Non-terminal beads that are directly blocked or have a blocked parent.
-    blocked: HashSet<String>,
+    blocked: IdSet,
     /// Open beads that are not blocked (deferral and filters are applied at query time), with
     /// their key in `ordered`.
-    pool: HashMap<String, PoolKey>,
+    pool: IdMap<PoolKey>,
     /// The pool in `bd ready`'s default order (priority, creation time, id), each with the
     /// entry itself, so that a ready query walks it without one id lookup per bead. The entry
     /// is the one in `State::beads`: every write of a bead marks it dirty (or sets
@@ -193,9 +202,9 @@ struct Index {
     ordered_dense: std::sync::OnceLock<Vec<PoolEntry>>,
     /// Non-terminal beads with a `defer_until` or status `deferred` (their descendants may be
     /// held back); empty in most stores, which lets ready queries skip ancestor walks.
-    deferred: HashSet<String>,
+    deferred: IdSet,
     /// Beads whose direct-blocker state must be recomputed.
-    dirty: HashSet<String>,
+    dirty: IdSet,
     /// So much changed (a quarter of the beads or more) that `settle` rebuilds every index from
     /// scratch; `dirty` is not filled meanwhile.
     rebuild_all: bool,
@@ -209,7 +218,7 @@ struct Index {
 pub struct State {
     lsn: Lsn,
     /// Entries are shared with the ready pool (`Index::ordered`) and never mutated in place.
-    beads: HashMap<String, Arc<Entry>>,
+    beads: IdMap<Arc<Entry>>,
     records: BTreeMap<String, Map<String, Value>>,
     index: Index,
 }
@@ -352,9 +361,13 @@ impl State {
 
     /// Writes an entry decoded or built by the caller; the LSN must be the record's.
     pub(crate) fn put_entry(&mut self, lsn: Lsn, entry: Entry) {
-        let id = entry.bead.id.clone();
-        let old = self.beads.insert(id.clone(), Arc::new(entry));
-        self.reindex_edges(&id, old.as_ref().map(|e| &e.bead));
+        let entry = Arc::new(entry);
+        let old = self.beads.insert(entry.bead.id.clone(), Arc::clone(&entry));
+        if self.index.rebuild_all {
+            // Bulk write: `settle` rebuilds every index, the edge indexes included.
+        } else {
+            self.reindex_edges(&entry.bead.id, old.as_ref().map(|e| &e.bead));
+        }
         if lsn > self.lsn {
             self.lsn = lsn;
         }
@@ -379,7 +392,9 @@ impl State {
     }
 
     fn remove_entry(&mut self, id: &str) {
-        if let Some(old) = self.beads.remove(id) {
+        if let Some(old) = self.beads.remove(id)
+            && !self.index.rebuild_all
+        {
             self.reindex_edges(id, Some(&old.bead));
         }
     }
@@ -411,25 +426,8 @@ impl State {
         }
         if let Some(new) = self.beads.get(id) {
             for d in &new.bead.dependencies {
-                if d.dep_type.affects_ready() {
-                    ix.dependents
-                        .entry(d.depends_on_id.clone())
-                        .or_default()
-                        .insert(id.to_owned());
-                }
-                if d.dep_type == DepType::WaitsFor {
-                    for spawner in waits_for_keys(d) {
-                        ix.waiters
-                            .entry(spawner.to_owned())
-                            .or_default()
-                            .insert(id.to_owned());
-                    }
-                }
+                index_edge(ix, id, d);
                 if d.dep_type == DepType::ParentChild {
-                    ix.children
-                        .entry(d.depends_on_id.clone())
-                        .or_default()
-                        .insert(id.to_owned());
                     mark_waiters(ix, &d.depends_on_id);
                 }
             }
@@ -444,58 +442,74 @@ impl State {
         if ix.dirty.len() * 4 > self.beads.len() {
             // Bulk writes (imports, replay): stop tracking, rebuild once in `settle`.
             ix.rebuild_all = true;
-            ix.dirty = HashSet::new();
+            ix.dirty = IdSet::default();
         }
     }
 
     /// Direct blockers of a bead from its own edges (not counting blocked parents).
     pub fn direct_blockers(&self, id: &str) -> Vec<Blocker> {
         let mut out = Vec::new();
-        let Some(e) = self.beads.get(id) else {
-            return out;
-        };
+        if let Some(e) = self.beads.get(id) {
+            self.collect_direct_blockers(e, &mut out);
+        }
+        out
+    }
+
+    /// Whether any of the bead's own edges blocks it (what [`State::direct_blockers`] computes,
+    /// stopping at the first blocker).
+    fn has_direct_blocker(&self, e: &Entry) -> bool {
+        !e.bead.status.is_terminal()
+            && e.bead
+                .dependencies
+                .iter()
+                .any(|d| self.edge_block_reason(&e.bead.id, d).is_some())
+    }
+
+    fn collect_direct_blockers(&self, e: &Entry, out: &mut Vec<Blocker>) {
         if e.bead.status.is_terminal() {
-            return out;
+            return;
         }
         for d in &e.bead.dependencies {
-            let target = d.depends_on_id.as_str();
-            let reason = match d.dep_type {
-                DepType::Blocks => match self.beads.get(target) {
-                    None if target.starts_with("external:") => None,
-                    None => Some(BlockReason::Missing),
-                    Some(t) if t.bead.status.is_terminal() => None,
-                    Some(t) => Some(BlockReason::Open {
-                        status: t.bead.status.clone(),
-                    }),
-                },
-                DepType::ConditionalBlocks => match self.beads.get(target) {
-                    None if target.starts_with("external:") => None,
-                    None => Some(BlockReason::Missing),
-                    Some(t) => match t.bead.status {
-                        Status::Tombstone => None,
-                        Status::Closed => {
-                            let failed =
-                                t.bead.close_reason.as_deref().is_some_and(is_failure_close);
-                            (!failed).then_some(BlockReason::ConditionNotMet)
-                        }
-                        ref s => Some(BlockReason::Open { status: s.clone() }),
-                    },
-                },
-                DepType::WaitsFor => {
-                    let spawner = waits_for_spawner(d).unwrap_or(target);
-                    self.waits_for_reason(id, spawner, d.waits_for_gate())
-                }
-                _ => None,
-            };
-            if let Some(reason) = reason {
+            if let Some(reason) = self.edge_block_reason(&e.bead.id, d) {
                 out.push(Blocker {
-                    id: target.to_owned(),
+                    id: d.depends_on_id.clone(),
                     dep_type: d.dep_type.clone(),
                     reason,
                 });
             }
         }
-        out
+    }
+
+    /// Why the edge `id -> d.depends_on_id` blocks `id`, if it does.
+    fn edge_block_reason(&self, id: &str, d: &crate::bead::Dependency) -> Option<BlockReason> {
+        let target = d.depends_on_id.as_str();
+        match d.dep_type {
+            DepType::Blocks => match self.beads.get(target) {
+                None if target.starts_with("external:") => None,
+                None => Some(BlockReason::Missing),
+                Some(t) if t.bead.status.is_terminal() => None,
+                Some(t) => Some(BlockReason::Open {
+                    status: t.bead.status.clone(),
+                }),
+            },
+            DepType::ConditionalBlocks => match self.beads.get(target) {
+                None if target.starts_with("external:") => None,
+                None => Some(BlockReason::Missing),
+                Some(t) => match t.bead.status {
+                    Status::Tombstone => None,
+                    Status::Closed => {
+                        let failed = t.bead.close_reason.as_deref().is_some_and(is_failure_close);
+                        (!failed).then_some(BlockReason::ConditionNotMet)
+                    }
+                    ref s => Some(BlockReason::Open { status: s.clone() }),
+                },
+            },
+            DepType::WaitsFor => {
+                let spawner = waits_for_spawner(d).unwrap_or(target);
+                self.waits_for_reason(id, spawner, d.waits_for_gate())
+            }
+            _ => None,
+        }
     }
 
     fn waits_for_reason(&self, me: &str, spawner: &str, gate: WaitsForGate) -> Option<BlockReason> {
@@ -550,9 +564,14 @@ impl State {
         self.index.blocked.contains(id)
     }
 
-    /// Ids of all blocked beads.
-    pub fn blocked_ids(&self) -> &HashSet<String> {
-        &self.index.blocked
+    /// Ids of all blocked beads, in id order.
+    pub fn blocked_ids(&self) -> std::collections::BTreeSet<&str> {
+        self.blocked_iter().collect()
+    }
+
+    /// Ids of all blocked beads, in no particular order.
+    pub(crate) fn blocked_iter(&self) -> impl Iterator<Item = &str> {
+        self.index.blocked.iter().map(String::as_str)
     }
 
     /// Children (through `parent-child`) of a bead.
@@ -573,7 +592,7 @@ impl State {
     }
 
     /// Beads that may be deferred (see `Index::deferred`).
-    pub(crate) fn deferral_marks(&self) -> &HashSet<String> {
+    pub(crate) fn deferral_marks(&self) -> &IdSet {
         &self.index.deferred
     }
 
@@ -591,14 +610,18 @@ impl State {
         let dirty: Vec<String> = self.index.dirty.drain().collect();
         // 1. Direct blockers of every dirty bead.
         for id in &dirty {
-            if self.direct_blockers(id).is_empty() {
-                self.index.direct.remove(id);
-            } else {
+            if self
+                .beads
+                .get(id)
+                .is_some_and(|e| self.has_direct_blocker(e))
+            {
                 self.index.direct.insert(id.clone());
+            } else {
+                self.index.direct.remove(id);
             }
         }
         // 2. The region whose parent-inherited state may change: dirty beads and their descendants.
-        let mut region: HashSet<String> = HashSet::with_capacity(dirty.len());
+        let mut region = IdSet::with_capacity_and_hasher(dirty.len(), IdHasher::default());
         let mut stack: Vec<String> = dirty;
         while let Some(id) = stack.pop() {
             if region.insert(id.clone())
@@ -672,26 +695,28 @@ impl State {
     /// scratch: what [`State::settle`] computes with every bead dirty, without tracking a region.
     fn rebuild_all(&mut self) {
         self.index.rebuild_all = false;
-        self.index.dirty = HashSet::new();
+        self.index.dirty = IdSet::default();
+        // 0. Edge indexes: bulk writes skip their incremental upkeep.
+        let mut edges = Index::default();
+        for (id, e) in &self.beads {
+            for d in &e.bead.dependencies {
+                index_edge(&mut edges, id, d);
+            }
+        }
+        self.index.dependents = edges.dependents;
+        self.index.waiters = edges.waiters;
+        self.index.children = edges.children;
         // 1. Direct blockers.
-        let direct: HashSet<String> = self
+        let direct: IdSet = self
             .beads
-            .keys()
-            .filter(|id| !self.direct_blockers(id).is_empty())
-            .cloned()
+            .iter()
+            .filter(|(_, e)| self.has_direct_blocker(e))
+            .map(|(id, _)| id.clone())
             .collect();
         // 2. Blocking flows from directly blocked beads down parent-child edges to every
         //    non-terminal descendant.
-        let mut blocked: HashSet<String> = HashSet::with_capacity(direct.len());
-        let mut queue: Vec<&str> = direct
-            .iter()
-            .map(String::as_str)
-            .filter(|id| {
-                self.beads
-                    .get(*id)
-                    .is_some_and(|e| !e.bead.status.is_terminal())
-            })
-            .collect();
+        let mut blocked = IdSet::with_capacity_and_hasher(direct.len(), IdHasher::default());
+        let mut queue: Vec<&str> = direct.iter().map(String::as_str).collect();
         while let Some(id) = queue.pop() {
             if blocked.contains(id) {
                 continue;
@@ -710,10 +735,11 @@ impl State {
                 }
             }
         }
-        // 3. Ready pool and deferral marks.
-        let mut pool = HashMap::new();
-        let mut ordered = BTreeMap::new();
-        let mut deferred = HashSet::new();
+        // 3. Ready pool and deferral marks. The ordered pool is built from a sorted list in one
+        //    pass instead of by one B-tree insert per bead.
+        let mut pool = IdMap::default();
+        let mut ordered = Vec::new();
+        let mut deferred = IdSet::default();
         for (id, e) in &self.beads {
             let b = &e.bead;
             if !b.status.is_terminal() && (b.defer_until.is_some() || b.status == Status::Deferred)
@@ -722,14 +748,15 @@ impl State {
             }
             if b.status == Status::Open && !blocked.contains(id) {
                 let key = (b.priority, b.created_at.clone(), id.clone());
-                ordered.insert(key.clone(), PoolEntry::new(e));
-                pool.insert(id.clone(), key);
+                pool.insert(id.clone(), key.clone());
+                ordered.push((key, PoolEntry::new(e)));
             }
         }
+        ordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.index.direct = direct;
         self.index.blocked = blocked;
         self.index.pool = pool;
-        self.index.ordered = ordered;
+        self.index.ordered = ordered.into_iter().collect();
         self.index.deferred = deferred;
     }
 
@@ -817,6 +844,37 @@ impl State {
         state.lsn = lsn;
         state.settle();
         Ok(state)
+    }
+}
+
+/// Adds the edge `id -> d.depends_on_id` to the edge indexes.
+fn index_edge(ix: &mut Index, id: &str, d: &crate::bead::Dependency) {
+    if d.dep_type.affects_ready() {
+        add_to(&mut ix.dependents, &d.depends_on_id, id);
+    }
+    if d.dep_type == DepType::WaitsFor {
+        for spawner in waits_for_keys(d) {
+            add_to(&mut ix.waiters, spawner, id);
+        }
+    }
+    if d.dep_type == DepType::ParentChild {
+        add_to(&mut ix.children, &d.depends_on_id, id);
+    }
+}
+
+/// `map[key].insert(member)`, allocating the key only when it is new.
+fn add_to(map: &mut IdMap<IdSet>, key: &str, member: &str) {
+    match map.get_mut(key) {
+        Some(set) => {
+            if !set.contains(member) {
+                set.insert(member.to_owned());
+            }
+        }
+        None => {
+            let mut set = IdSet::default();
+            set.insert(member.to_owned());
+            map.insert(key.to_owned(), set);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::bead::{Bead, Comment, DepType, Dependency, IssueType, Priority, Status};
 use crate::event::{
-    BeadPayload, Change, Lease, PAYLOAD_VERSION, RecordPayload, bead_key, record_key,
+    BeadPayloadRef, Change, Lease, PAYLOAD_VERSION, RecordPayload, bead_key, record_key,
 };
 use crate::state::{Entry, State};
 use crate::timestamp::Timestamp;
@@ -45,12 +45,26 @@ pub struct Patch {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Staged {
-    pub(crate) bead: Bead,
+    /// Boxed: a bead is about a kilobyte, and staging moves it around.
+    pub(crate) bead: Box<Bead>,
     pub(crate) lease: Option<Lease>,
     pub(crate) changes: Vec<Change>,
     /// JSON text that deserializes to exactly `bead` (an imported line), written into the WAL
     /// payload as it is instead of serializing `bead` again.
-    pub(crate) raw: Option<Box<str>>,
+    pub(crate) raw: Option<RawJson>,
+}
+
+/// The text of one imported line: a byte range of the import buffer, shared by every line.
+#[derive(Clone, Debug)]
+pub(crate) struct RawJson {
+    pub(crate) buf: std::sync::Arc<str>,
+    pub(crate) range: std::ops::Range<usize>,
+}
+
+impl RawJson {
+    pub(crate) fn as_str(&self) -> &str {
+        self.buf.get(self.range.clone()).unwrap_or("")
+    }
 }
 
 /// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
@@ -63,7 +77,10 @@ pub struct Tx<'s> {
     limits: &'s Limits,
     id_prefix: &'s str,
     now: Timestamp,
-    pub(crate) staged: BTreeMap<String, Staged>,
+    /// Staged beads in the order they were first touched (the order of their WAL records),
+    /// with `slots` mapping an id to its position.
+    staged: Vec<Staged>,
+    slots: crate::state::IdMap<usize>,
     pub(crate) records: BTreeMap<String, Map<String, Value>>,
 }
 
@@ -79,7 +96,8 @@ impl<'s> Tx<'s> {
             limits,
             id_prefix,
             now,
-            staged: BTreeMap::new(),
+            staged: Vec::new(),
+            slots: crate::state::IdMap::default(),
             records: BTreeMap::new(),
         }
     }
@@ -101,15 +119,28 @@ impl<'s> Tx<'s> {
 
     /// A bead as this transaction sees it (staged changes included).
     pub fn get(&self, id: &str) -> Option<&Bead> {
-        match self.staged.get(id) {
+        match self.staged_entry(id) {
             Some(s) => Some(&s.bead),
             None => self.state.get(id),
         }
     }
 
+    fn staged_entry(&self, id: &str) -> Option<&Staged> {
+        if self.staged.is_empty() {
+            return None;
+        }
+        self.slots.get(id).and_then(|i| self.staged.get(*i))
+    }
+
+    /// Makes room for `additional` more staged beads (bulk imports).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.staged.reserve(additional);
+        self.slots.reserve(additional);
+    }
+
     /// The lease on a bead as this transaction sees it.
     pub fn lease(&self, id: &str) -> Option<&Lease> {
-        match self.staged.get(id) {
+        match self.staged_entry(id) {
             Some(s) => s.lease.as_ref(),
             None => self.state.entry(id).and_then(|e| e.lease.as_ref()),
         }
@@ -158,33 +189,32 @@ impl<'s> Tx<'s> {
     }
 
     fn stage(&mut self, bead: Bead, lease: Option<Lease>, change: Change) {
-        self.stage_raw(bead, lease, change, None);
+        self.stage_raw(Box::new(bead), lease, change, None);
     }
 
     fn stage_raw(
         &mut self,
-        bead: Bead,
+        bead: Box<Bead>,
         lease: Option<Lease>,
         change: Change,
-        raw: Option<Box<str>>,
+        raw: Option<RawJson>,
     ) {
-        match self.staged.get_mut(bead.id.as_str()) {
-            Some(s) => {
+        match self.slots.get(bead.id.as_str()) {
+            Some(&i) if i < self.staged.len() => {
+                let s = &mut self.staged[i];
                 s.bead = bead;
                 s.lease = lease;
                 s.changes.push(change);
                 s.raw = raw;
             }
-            None => {
-                self.staged.insert(
-                    bead.id.clone(),
-                    Staged {
-                        bead,
-                        lease,
-                        changes: vec![change],
-                        raw,
-                    },
-                );
+            _ => {
+                self.slots.insert(bead.id.clone(), self.staged.len());
+                self.staged.push(Staged {
+                    bead,
+                    lease,
+                    changes: vec![change],
+                    raw,
+                });
             }
         }
     }
@@ -540,7 +570,12 @@ impl<'s> Tx<'s> {
 
     /// Writes an imported bead verbatim (import merge decided it is newer or new). `raw`, if
     /// given, is the JSON text the bead was deserialized from (see [`raw_bead_json`]).
-    pub(crate) fn put_imported(&mut self, bead: Bead, lease: Option<Lease>, raw: Option<Box<str>>) {
+    pub(crate) fn put_imported(
+        &mut self,
+        bead: Box<Bead>,
+        lease: Option<Lease>,
+        raw: Option<RawJson>,
+    ) {
         self.stage_raw(bead, lease, Change::Import, raw);
     }
 
@@ -618,20 +653,23 @@ impl<'s> Tx<'s> {
                 Pending::Record(key, payload.record),
             ));
         }
-        for (_, s) in self.staged {
-            let payload = BeadPayload {
+        for s in self.staged {
+            let payload = BeadPayloadRef {
                 v: PAYLOAD_VERSION,
-                changes: s.changes,
-                bead: s.bead,
-                lease: s.lease,
+                changes: &s.changes,
+                bead: &s.bead,
+                lease: s.lease.as_ref(),
             };
             let bytes = match &s.raw {
-                Some(raw) => splice_payload(&payload, raw)?,
+                Some(raw) => splice_payload(&payload, raw.as_str())?,
                 None => serde_json::to_vec(&payload)?,
             };
             out.push((
-                NewRecord::put(Kind::Bead, bead_key(&payload.bead.id), bytes),
-                Pending::Bead(Box::new(payload)),
+                NewRecord::put(Kind::Bead, bead_key(&s.bead.id), bytes),
+                Pending::Bead {
+                    bead: s.bead,
+                    lease: s.lease,
+                },
             ));
         }
         Ok(out)
@@ -640,18 +678,19 @@ impl<'s> Tx<'s> {
 
 /// `payload` encoded with its bead as the JSON text `raw` (which deserializes to exactly
 /// `payload.bead`), so an imported line is not serialized again. Replay decodes it like any
-/// other [`BeadPayload`]: fields `v`, `changes`, `bead`, `lease` as the derive writes them.
-fn splice_payload(payload: &BeadPayload, raw: &str) -> Result<Vec<u8>, serde_json::Error> {
+/// other [`BeadPayload`](crate::event::BeadPayload): fields `v`, `changes`, `bead`, `lease` as
+/// the derive writes them.
+fn splice_payload(payload: &BeadPayloadRef<'_>, raw: &str) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(raw.len() + 64);
     out.extend_from_slice(b"{\"v\":");
     serde_json::to_writer(&mut out, &payload.v)?;
     if !payload.changes.is_empty() {
         out.extend_from_slice(b",\"changes\":");
-        serde_json::to_writer(&mut out, &payload.changes)?;
+        serde_json::to_writer(&mut out, payload.changes)?;
     }
     out.extend_from_slice(b",\"bead\":");
     out.extend_from_slice(raw.as_bytes());
-    if let Some(lease) = &payload.lease {
+    if let Some(lease) = payload.lease {
         out.extend_from_slice(b",\"lease\":");
         serde_json::to_writer(&mut out, lease)?;
     }
@@ -663,12 +702,12 @@ fn splice_payload(payload: &BeadPayload, raw: &str) -> Result<Vec<u8>, serde_jso
 /// level, and serde_json refuses documents nested deeper than 128.
 const MAX_RAW_DEPTH: usize = 100;
 
-/// `text` (an `issues.jsonl` line that deserialized into a bead on its own) if it can be written
-/// into a WAL payload as it is: one JSON object, nested at most [`MAX_RAW_DEPTH`] levels.
-pub(crate) fn raw_bead_json(text: &str) -> Option<Box<str>> {
+/// Whether `text` (an `issues.jsonl` line that deserialized into a bead on its own) can be
+/// written into a WAL payload as it is: one JSON object, nested at most [`MAX_RAW_DEPTH`] levels.
+pub(crate) fn raw_bead_json(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
-        return None;
+        return false;
     }
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in bytes {
@@ -691,29 +730,29 @@ pub(crate) fn raw_bead_json(text: &str) -> Option<Box<str>> {
             _ => {}
         }
     }
-    (max <= MAX_RAW_DEPTH).then(|| text.into())
+    max <= MAX_RAW_DEPTH
 }
 
 /// What to apply to the state once a record is durable.
 pub(crate) enum Pending {
-    Bead(Box<BeadPayload>),
+    Bead {
+        bead: Box<Bead>,
+        lease: Option<Lease>,
+    },
     Record(String, Map<String, Value>),
 }
 
 impl Pending {
     pub(crate) fn apply(self, state: &mut State, lsn: finn_wal::Lsn) {
         match self {
-            Pending::Bead(p) => {
-                let p = *p;
-                state.put_entry(
+            Pending::Bead { bead, lease } => state.put_entry(
+                lsn,
+                Entry {
+                    bead: *bead,
+                    lease,
                     lsn,
-                    Entry {
-                        bead: p.bead,
-                        lease: p.lease,
-                        lsn,
-                    },
-                );
-            }
+                },
+            ),
             Pending::Record(key, record) => state.put_record(lsn, key, record),
         }
     }
