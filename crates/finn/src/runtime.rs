@@ -1164,14 +1164,15 @@ impl Inner {
     /// `Send` future (the scheduler, `tokio::spawn`): rustc cannot prove finn-checkpoint's
     /// upload future `Send` for every lifetime (a known higher-ranked inference limit with
     /// stream combinators), so the future is built and driven there instead.
-    async fn on_blocking_thread<F, Fut>(
+    async fn on_blocking_thread<T, F, Fut>(
         self: Arc<Self>,
         task: &'static str,
         run: F,
-    ) -> Result<(), Error>
+    ) -> Result<T, Error>
     where
+        T: Send + 'static,
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<(), Error>>,
+        Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || handle.block_on(run(self)))

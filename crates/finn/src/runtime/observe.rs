@@ -468,120 +468,70 @@ impl Inner {
 
     pub(super) fn register_verify_tasks(self: &Arc<Self>) -> Result<(), Error> {
         use finn_scheduler::TaskError;
-        let gone = || TaskError::msg("runtime stopped").ignored();
-        if let Some(every) = self.ops.settings.validate_every {
-            let weak = Arc::downgrade(self);
-            let sample = self.ops.settings.sample;
-            let spec = finn_scheduler::TaskSpec::new(REMOTE_VERIFY_TASK, every)
+        let periodic = |id: &str, every: Duration, timeout: Duration| {
+            finn_scheduler::TaskSpec::new(id, every)
                 .jitter(every / 12)
                 .min_delay(every.min(finn_scheduler::DEFAULT_MIN_DELAY))
-                .timeout(Duration::from_secs(30 * 60));
-            self.scheduler
-                .register(spec, move |_token| {
-                    let weak = weak.clone();
-                    async move {
-                        let me = weak.upgrade().ok_or_else(gone)?;
-                        let options = ValidateOptions::default().sample(sample);
-                        let report = me.verify_on_blocking_thread(options).await?;
-                        if report.is_ok() {
-                            Ok(())
-                        } else {
-                            Err(TaskError::msg(format!(
-                                "remote validation found {} problem(s)",
-                                report.findings.len()
-                            )))
-                        }
-                    }
-                })
-                .map_err(super::scheduler_err)?;
+                .timeout(timeout)
+        };
+        // Validation, retention and drills hold non-`Send` borrows across awaits in places
+        // rustc cannot see through (as the checkpoint's do): each runs on a blocking thread.
+        if let Some(every) = self.ops.settings.validate_every {
+            let sample = self.ops.settings.sample;
+            let spec = periodic(REMOTE_VERIFY_TASK, every, Duration::from_secs(30 * 60));
+            self.register_task(spec, move |me| async move {
+                let report = me
+                    .on_blocking_thread("remote validation", move |me| async move {
+                        me.verify_remote(&ValidateOptions::default().sample(sample))
+                            .await
+                    })
+                    .await?;
+                if report.is_ok() {
+                    Ok(())
+                } else {
+                    Err(TaskError::msg(format!(
+                        "remote validation found {} problem(s)",
+                        report.findings.len()
+                    )))
+                }
+            })?;
         }
         if let Some((policy, every)) = self.ops.retention.clone() {
-            let weak = Arc::downgrade(self);
-            let spec = finn_scheduler::TaskSpec::new(RETENTION_TASK, every)
-                .jitter(every / 12)
-                .min_delay(every.min(finn_scheduler::DEFAULT_MIN_DELAY))
-                .timeout(Duration::from_secs(30 * 60))
-                .group(
-                    finn_scheduler::table::SYNC_GROUP,
-                    finn_scheduler::GroupPolicy::Wait,
-                );
-            self.scheduler
-                .register(spec, move |_token| {
-                    let weak = weak.clone();
-                    let policy = policy.clone();
-                    async move {
-                        let me = weak.upgrade().ok_or_else(gone)?;
-                        let report = me.retention_on_blocking_thread(policy).await?;
-                        if report.is_verified() {
-                            Ok(())
-                        } else {
-                            Err(TaskError::msg(format!(
-                                "{} deletes were acknowledged but not performed",
-                                report.undeleted.len()
-                            )))
-                        }
+            let spec = periodic(RETENTION_TASK, every, Duration::from_secs(30 * 60)).group(
+                finn_scheduler::table::SYNC_GROUP,
+                finn_scheduler::GroupPolicy::Wait,
+            );
+            self.register_task(spec, move |me| {
+                let policy = policy.clone();
+                async move {
+                    let report = me
+                        .on_blocking_thread("retention", move |me| async move {
+                            me.apply_retention(&policy, RetentionMode::Delete).await
+                        })
+                        .await?;
+                    if report.is_verified() {
+                        Ok(())
+                    } else {
+                        Err(TaskError::msg(format!(
+                            "{} deletes were acknowledged but not performed",
+                            report.undeleted.len()
+                        )))
                     }
-                })
-                .map_err(super::scheduler_err)?;
+                }
+            })?;
         }
         if let Some(every) = self.ops.settings.drill_every {
-            let weak = Arc::downgrade(self);
-            let spec = finn_scheduler::TaskSpec::new(RESTORE_DRILL_TASK, every)
-                .jitter(every / 12)
-                .min_delay(every.min(finn_scheduler::DEFAULT_MIN_DELAY))
-                .timeout(Duration::from_secs(60 * 60));
-            self.scheduler
-                .register(spec, move |_token| {
-                    let weak = weak.clone();
-                    async move {
-                        let me = weak.upgrade().ok_or_else(gone)?;
-                        me.drill_on_blocking_thread().await?;
-                        Ok(())
-                    }
-                })
-                .map_err(super::scheduler_err)?;
+            let spec = periodic(RESTORE_DRILL_TASK, every, Duration::from_secs(60 * 60));
+            self.register_task(spec, |me| async move {
+                me.on_blocking_thread(
+                    "restore drill",
+                    |me| async move { me.restore_drill().await },
+                )
+                .await?;
+                Ok(())
+            })?;
         }
         Ok(())
-    }
-
-    /// The validation future holds non-`Send` borrows across awaits in places rustc cannot
-    /// see through (as the checkpoint's does); drive it on a blocking thread of the runtime.
-    async fn verify_on_blocking_thread(
-        self: Arc<Self>,
-        options: ValidateOptions,
-    ) -> Result<ValidationReport, Error> {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(self.verify_remote(&options)))
-            .await
-            .map_err(|e| Error::Io {
-                path: PathBuf::from("<remote validation task>"),
-                source: std::io::Error::other(e.to_string()),
-            })?
-    }
-
-    async fn retention_on_blocking_thread(
-        self: Arc<Self>,
-        policy: RetentionPolicy,
-    ) -> Result<RetentionReport, Error> {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            handle.block_on(self.apply_retention(&policy, RetentionMode::Delete))
-        })
-        .await
-        .map_err(|e| Error::Io {
-            path: PathBuf::from("<retention task>"),
-            source: std::io::Error::other(e.to_string()),
-        })?
-    }
-
-    async fn drill_on_blocking_thread(self: Arc<Self>) -> Result<DrillReport, Error> {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(self.restore_drill()))
-            .await
-            .map_err(|e| Error::Io {
-                path: PathBuf::from("<restore drill task>"),
-                source: std::io::Error::other(e.to_string()),
-            })?
     }
 }
 
