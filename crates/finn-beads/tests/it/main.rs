@@ -6,6 +6,7 @@
 //! - `queue`: claims, leases, handoffs; 8 threads and 4 processes on one queue
 //! - `crash`: SIGKILL torture of a writer process
 //! - `run_state`: the run / sprint / circuit-breaker state machine
+//! - `restore`: a snapshot restored through the finn-recovery cascade, replay after its LSN
 //! - `anchors`: the beads scenarios of anchors.md §11.5 and the weaknesses of §6.8
 
 mod anchors;
@@ -13,6 +14,7 @@ mod crash;
 mod interop;
 mod queue;
 mod ready;
+mod restore;
 mod run_state;
 mod store;
 mod util;
