@@ -9,6 +9,36 @@ fn git_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// An agent's data directory, a local-directory object store and a signing key file (kept
+/// outside the data directory, so it survives the disk's loss), all under `dir`.
+struct Agent {
+    data: std::path::PathBuf,
+    objects: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl Agent {
+    fn new(dir: &std::path::Path) -> Self {
+        let key = dir.join("signing.pem");
+        finn::checkpoint::SigningKey::generate()
+            .save_new(&key)
+            .unwrap();
+        Self {
+            data: dir.join("data"),
+            objects: dir.join("objects"),
+            key,
+        }
+    }
+
+    /// A builder for this agent that takes over from a writer that died.
+    fn builder(&self) -> finn::runtime::FinnBuilder {
+        Finn::builder(&self.data)
+            .store_url(format!("file://{}", self.objects.display()))
+            .signing_key_file(&self.key, false)
+            .force_takeover(true)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_lost_too_recovers_from_the_git_archive() {
     if !git_available() {
@@ -27,19 +57,12 @@ async fn object_store_lost_too_recovers_from_the_git_archive() {
         .status()
         .unwrap();
     assert!(status.success());
-    let key = dir.path().join("signing.pem");
-    finn::checkpoint::SigningKey::generate()
-        .save_new(&key)
-        .unwrap();
-    let data = dir.path().join("data");
-    let objects = dir.path().join("objects");
+    let agent = Agent::new(dir.path());
     let open = || {
-        Finn::builder(&data)
-            .store_url(format!("file://{}", objects.display()))
-            .signing_key_file(&key, false)
+        agent
+            .builder()
             .git_archive(remote.to_str().unwrap(), "finn-archive")
             .scheduler(false)
-            .force_takeover(true)
     };
 
     let finn = open().open().await.unwrap();
@@ -51,8 +74,8 @@ async fn object_store_lost_too_recovers_from_the_git_archive() {
     drop(finn);
 
     // The disk and the bucket are both gone: only the git archive is left.
-    std::fs::remove_dir_all(&data).unwrap();
-    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::remove_dir_all(&agent.data).unwrap();
+    std::fs::remove_dir_all(&agent.objects).unwrap();
     let finn = open().open().await.unwrap();
     assert_eq!(
         finn.recovery_report()
@@ -153,23 +176,13 @@ async fn breaker_transitions_of_a_failing_sync_are_recorded_in_the_wal_and_degra
 async fn new_writes_are_shipped_within_the_ship_interval_and_survive_the_disk() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let objects = dir.path().join("objects");
-    let key = dir.path().join("signing.pem");
-    finn::checkpoint::SigningKey::generate()
-        .save_new(&key)
-        .unwrap();
+    let agent = Agent::new(dir.path());
     let open = |scheduler: bool| {
         let mut intervals = finn::runtime::Intervals::default();
         // No checkpoint in this test's lifetime: only the shipping task moves the write.
         intervals.sync = Duration::from_secs(3600);
         intervals.ship = Duration::from_millis(100);
-        Finn::builder(&data)
-            .store_url(format!("file://{}", objects.display()))
-            .signing_key_file(&key, false)
-            .intervals(intervals)
-            .scheduler(scheduler)
-            .force_takeover(true)
+        agent.builder().intervals(intervals).scheduler(scheduler)
     };
     let finn = open(true).open().await.unwrap();
     finn.put(Kind::Session, "session/0", b"base".to_vec())
@@ -192,7 +205,7 @@ async fn new_writes_are_shipped_within_the_ship_interval_and_survive_the_disk() 
     drop(finn);
 
     // The disk is gone: the shipped record comes back from the object store.
-    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_dir_all(&agent.data).unwrap();
     let finn = open(false).open().await.unwrap();
     assert_eq!(
         finn.state().get(Kind::Session, "session/1").as_deref(),
@@ -229,19 +242,8 @@ async fn a_new_agents_shipped_writes_survive_the_disk_before_any_sync() {
     // Shipped WAL is replayed on top of a checkpoint: the first ship of a new lineage publishes
     // one, or the shipped records would be unreachable after the disk is lost.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let objects = dir.path().join("objects");
-    let key = dir.path().join("signing.pem");
-    finn::checkpoint::SigningKey::generate()
-        .save_new(&key)
-        .unwrap();
-    let open = || {
-        Finn::builder(&data)
-            .store_url(format!("file://{}", objects.display()))
-            .signing_key_file(&key, false)
-            .scheduler(false)
-            .force_takeover(true)
-    };
+    let agent = Agent::new(dir.path());
+    let open = || agent.builder().scheduler(false);
     let finn = open().open().await.unwrap();
     let lsn = finn
         .put(Kind::Session, "session/1", b"first words".to_vec())
@@ -253,7 +255,7 @@ async fn a_new_agents_shipped_writes_survive_the_disk_before_any_sync() {
     assert_eq!(finn.ship().await.unwrap(), after);
     drop(finn);
 
-    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_dir_all(&agent.data).unwrap();
     let finn = open().open().await.unwrap();
     for (key, value) in [("session/1", "first words"), ("session/2", "then shipped")] {
         assert_eq!(
