@@ -191,15 +191,18 @@ fn run_workload(round: u64, preallocate: bool, rng: &mut Rng) -> Workload {
             }
         };
         let now = wal.durable_lsn().get();
+        let cur = snapshot(dir.path());
+        // A rotation shows as a new segment file; when everything was already durable it does
+        // not move `durable_lsn`, but the sealing of the old segment was synced all the same.
+        let rotated = cur.keys().any(|name| !before.contains_key(name));
         if synced_everything {
             assert_eq!(now, all.len() as u64);
-            durable = snapshot(dir.path());
-        } else if now > durable_lsn {
-            // A rotation inside the append: the sealed segment was fdatasynced, and the new
-            // one created as temp file, header (64 bytes, docs/formats/finn-wal.md) and zero
-            // fill, fsynced, renamed, directory fsynced. The record then written into the new
-            // segment is not synced.
-            let cur = snapshot(dir.path());
+            durable = cur;
+        } else if now > durable_lsn || rotated {
+            // A rotation inside the append: the sealed segment was fdatasynced (data, then its
+            // seal, cut and trailer), and the new one created with its header (64 bytes,
+            // docs/formats/finn-wal.md) and zero fill, synced, named, directory fsynced. The
+            // record then written into the new segment is not synced.
             for (name, bytes) in &cur {
                 if before.contains_key(name) {
                     durable.insert(name.clone(), bytes.clone());
