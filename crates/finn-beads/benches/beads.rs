@@ -2,13 +2,19 @@
 //! dependency graph (epics of 20 children, `blocks` chains, 60 % closed).
 //!
 //! Baselines measured in the same run: parsing the same JSONL into `serde_json::Value`
-//! (`import` is reported against it), and a linear scan filtering open beads (`ready`).
+//! (`import` is reported against it), appending the same lines to a bare WAL with the batching
+//! and the single sync an import uses (the floor no import can go below), and a linear scan
+//! filtering open beads (`ready`).
 
 use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use finn_beads::{ImportOptions, Options, ReadyQuery, Status, Store, Timestamp};
+use finn_beads::{
+    DEFAULT_SEGMENT_SIZE, IMPORT_CHUNK, ImportOptions, Options, ReadyQuery, Status, Store,
+    Timestamp,
+};
+use finn_wal::{Durability, Kind, NewRecord, Wal};
 
 const N: usize = 100_000;
 
@@ -73,6 +79,40 @@ fn bench(c: &mut Criterion) {
                 black_box(serde_json::from_str::<serde_json::Value>(l).unwrap());
             }
         })
+    });
+    g.bench_function("baseline_wal_append_same_lines_sync", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let options = finn_wal::Options {
+                    segment_size: DEFAULT_SEGMENT_SIZE,
+                    ..finn_wal::Options::default()
+                };
+                let (wal, _) = Wal::open(dir.path(), options).unwrap();
+                (dir, wal)
+            },
+            |(dir, wal)| {
+                let mut batch = Vec::with_capacity(IMPORT_CHUNK);
+                let mut bytes = 0;
+                for l in text.lines() {
+                    let mut p = Vec::with_capacity(l.len() + 48);
+                    p.extend_from_slice(br#"{"v":1,"changes":[{"op":"import"}],"bead":"#);
+                    p.extend_from_slice(l.as_bytes());
+                    p.push(b'}');
+                    bytes += p.len() + 64;
+                    batch.push(NewRecord::put(Kind::Bead, format!("bead/{}", &l[7..16]), p));
+                    if batch.len() >= IMPORT_CHUNK || bytes > (DEFAULT_SEGMENT_SIZE / 4) as usize {
+                        wal.append_batch(std::mem::take(&mut batch), Durability::None)
+                            .unwrap();
+                        bytes = 0;
+                    }
+                }
+                wal.append_batch(batch, Durability::None).unwrap();
+                wal.sync().unwrap();
+                (dir, wal)
+            },
+            BatchSize::PerIteration,
+        )
     });
     g.bench_function("import_into_store_sync", |b| {
         b.iter_batched(

@@ -15,7 +15,6 @@ use std::cmp::Ordering;
 use std::io::BufRead;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -209,7 +208,7 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
             return Err(err(LineError::Io { line, source }));
         }
     };
-    let buf: Arc<str> = Arc::from(text);
+    let buf = text.as_str();
     // Non-blank lines as (number, byte range of the trimmed text).
     let mut spans: Vec<(u64, Range<usize>)> = Vec::new();
     let mut at = 0usize;
@@ -225,16 +224,13 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
         .map_or(1, usize::from)
         .clamp(1, 8);
     let parsed = if threads == 1 || spans.len() < PARALLEL_PARSE_MIN_LINES {
-        parse_spans(&buf, &spans)
+        parse_spans(buf, &spans)
     } else {
         let per = spans.len().div_ceil(threads);
         let parts: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = spans
                 .chunks(per)
-                .map(|chunk| {
-                    let buf = &buf;
-                    scope.spawn(move || parse_spans(buf, chunk))
-                })
+                .map(|chunk| scope.spawn(move || parse_spans(buf, chunk)))
                 .collect();
             handles.into_iter().map(|h| h.join()).collect()
         });
@@ -252,10 +248,7 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
     parsed.map_err(err)
 }
 
-fn parse_spans(
-    buf: &Arc<str>,
-    spans: &[(u64, Range<usize>)],
-) -> Result<Vec<ParsedLine>, LineError> {
+fn parse_spans(buf: &str, spans: &[(u64, Range<usize>)]) -> Result<Vec<ParsedLine>, LineError> {
     let mut out = Vec::with_capacity(spans.len());
     for (number, range) in spans {
         let text = buf.get(range.clone()).unwrap_or("");
@@ -266,10 +259,12 @@ fn parse_spans(
         // Only the fast path of `parse_line` deserializes the bead from the text itself; a line
         // with `_type` goes through a JSON map first, and is encoded from the typed bead.
         let raw = match &line {
-            Line::Issue(_) if !text.contains("\"_type\"") && raw_bead_json(text) => Some(RawJson {
-                buf: Arc::clone(buf),
-                range: range.clone(),
-            }),
+            Line::Issue(_) if !text.contains("\"_type\"") && raw_bead_json(text) => {
+                Some(RawJson::new(text).map_err(|source| LineError::Json {
+                    line: *number,
+                    source,
+                })?)
+            }
             _ => None,
         };
         out.push(ParsedLine {

@@ -54,17 +54,53 @@ pub(crate) struct Staged {
     pub(crate) raw: Option<RawJson>,
 }
 
-/// The text of one imported line: a byte range of the import buffer, shared by every line.
+/// An imported line, already wrapped in the WAL payload an import writes for it
+/// (`{"v":1,"changes":[{"op":"import"}],"bead":<line>}`): the import's parse threads build it,
+/// so the commit moves it into the WAL record instead of encoding the bead.
 #[derive(Clone, Debug)]
 pub(crate) struct RawJson {
-    pub(crate) buf: std::sync::Arc<str>,
-    pub(crate) range: std::ops::Range<usize>,
+    payload: Vec<u8>,
 }
 
 impl RawJson {
-    pub(crate) fn as_str(&self) -> &str {
-        self.buf.get(self.range.clone()).unwrap_or("")
+    /// Wraps `text` (see [`raw_bead_json`] for which lines qualify).
+    pub(crate) fn new(text: &str) -> Result<RawJson, serde_json::Error> {
+        Ok(RawJson {
+            payload: splice_payload(PAYLOAD_VERSION, &[Change::Import], None, text)?,
+        })
     }
+
+    /// The line itself.
+    pub(crate) fn as_str(&self) -> &str {
+        let prefix = import_prefix_len();
+        self.payload
+            .get(prefix..self.payload.len().saturating_sub(1))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// The payload for a record with these changes and lease: the prebuilt one when they are
+    /// the import's own, else spliced anew around the line.
+    fn into_payload(
+        self,
+        changes: &[Change],
+        lease: Option<&Lease>,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        if lease.is_none() && changes == [Change::Import] {
+            Ok(self.payload)
+        } else {
+            splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())
+        }
+    }
+}
+
+/// Length of `{"v":1,"changes":[{"op":"import"}],"bead":`.
+fn import_prefix_len() -> usize {
+    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| {
+        splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "")
+            .map_or(0, |p| p.len().saturating_sub(1))
+    })
 }
 
 /// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
@@ -654,15 +690,14 @@ impl<'s> Tx<'s> {
             ));
         }
         for s in self.staged {
-            let payload = BeadPayloadRef {
-                v: PAYLOAD_VERSION,
-                changes: &s.changes,
-                bead: &s.bead,
-                lease: s.lease.as_ref(),
-            };
-            let bytes = match &s.raw {
-                Some(raw) => splice_payload(&payload, raw.as_str())?,
-                None => serde_json::to_vec(&payload)?,
+            let bytes = match s.raw {
+                Some(raw) => raw.into_payload(&s.changes, s.lease.as_ref())?,
+                None => serde_json::to_vec(&BeadPayloadRef {
+                    v: PAYLOAD_VERSION,
+                    changes: &s.changes,
+                    bead: &s.bead,
+                    lease: s.lease.as_ref(),
+                })?,
             };
             out.push((
                 NewRecord::put(Kind::Bead, bead_key(&s.bead.id), bytes),
@@ -676,21 +711,26 @@ impl<'s> Tx<'s> {
     }
 }
 
-/// `payload` encoded with its bead as the JSON text `raw` (which deserializes to exactly
-/// `payload.bead`), so an imported line is not serialized again. Replay decodes it like any
-/// other [`BeadPayload`](crate::event::BeadPayload): fields `v`, `changes`, `bead`, `lease` as
-/// the derive writes them.
-fn splice_payload(payload: &BeadPayloadRef<'_>, raw: &str) -> Result<Vec<u8>, serde_json::Error> {
+/// A bead payload with the bead as the JSON text `raw` (which deserializes to exactly the
+/// bead), so an imported line is not serialized again. Replay decodes it like any other
+/// [`BeadPayload`](crate::event::BeadPayload): fields `v`, `changes`, `bead`, `lease` as the
+/// derive writes them; the lease comes last so that the bead text starts at a fixed offset.
+fn splice_payload(
+    v: u32,
+    changes: &[Change],
+    lease: Option<&Lease>,
+    raw: &str,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(raw.len() + 64);
     out.extend_from_slice(b"{\"v\":");
-    serde_json::to_writer(&mut out, &payload.v)?;
-    if !payload.changes.is_empty() {
+    serde_json::to_writer(&mut out, &v)?;
+    if !changes.is_empty() {
         out.extend_from_slice(b",\"changes\":");
-        serde_json::to_writer(&mut out, payload.changes)?;
+        serde_json::to_writer(&mut out, changes)?;
     }
     out.extend_from_slice(b",\"bead\":");
     out.extend_from_slice(raw.as_bytes());
-    if let Some(lease) = payload.lease {
+    if let Some(lease) = lease {
         out.extend_from_slice(b",\"lease\":");
         serde_json::to_writer(&mut out, lease)?;
     }
@@ -755,5 +795,51 @@ impl Pending {
             ),
             Pending::Record(key, record) => state.put_record(lsn, key, record),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::BeadPayload;
+
+    const LINE: &str = r#"{"id":"bd-1","title":"t","created_at":"2026-02-26T04:23:04.550522163Z","x":[1,{"y":null}]}"#;
+
+    fn decode(bytes: &[u8]) -> BeadPayload {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn prebuilt_import_payload_decodes_to_the_line_and_keeps_its_text() {
+        let raw = RawJson::new(LINE).unwrap();
+        assert_eq!(raw.as_str(), LINE);
+        let bytes = raw.into_payload(&[Change::Import], None).unwrap();
+        let p = decode(&bytes);
+        assert_eq!(p.v, PAYLOAD_VERSION);
+        assert_eq!(p.changes, vec![Change::Import]);
+        assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());
+        assert!(p.lease.is_none());
+        // The bead's text is in the payload byte for byte (timestamp precision, unknown fields).
+        assert!(std::str::from_utf8(&bytes).unwrap().contains(LINE));
+    }
+
+    #[test]
+    fn import_payload_with_a_kept_lease_is_spliced_anew() {
+        let now = Timestamp::parse("2026-02-26T04:23:04Z").unwrap();
+        let lease = Lease {
+            claim_id: "c1".into(),
+            worker: "w".into(),
+            claimed_at: now.clone(),
+            expires_at: now,
+            prev_assignee: None,
+        };
+        let changes = [Change::Import];
+        let bytes = RawJson::new(LINE)
+            .unwrap()
+            .into_payload(&changes, Some(&lease))
+            .unwrap();
+        let p = decode(&bytes);
+        assert_eq!(p.lease, Some(lease));
+        assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());
     }
 }
