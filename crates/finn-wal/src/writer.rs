@@ -707,10 +707,14 @@ pub(crate) fn background_loop(inner: Arc<Inner>) {
         }
         if fold_keys && !inner.is_poisoned() {
             match inner.loaded_keys() {
-                Ok(keys) => drop(keys),
+                Ok(keys) => {
+                    drop(keys);
+                    compact |= inner.options.auto_compact && inner.compaction_due();
+                }
+                // A damaged sealed segment: no automatic compaction until it is dealt with
+                // (asking again here would only read the same damage again).
                 Err(e) => tracing::error!(error = %e, "folding keys of sealed segments failed"),
             }
-            compact |= inner.options.auto_compact && inner.compaction_due();
         }
         if compact
             && !inner.is_poisoned()

@@ -373,3 +373,42 @@ fn keys_of_sealed_segments_are_folded_in_lazily_and_exactly() {
     assert!(before.iter().all(|r| after.contains(r)));
     assert!(wal.verify().unwrap().iter().all(|c| c.is_intact()));
 }
+
+/// Damage in a sealed segment holding keys is found when its keys are first needed:
+/// compaction refuses with the corruption instead of deciding liveness without them, and
+/// appends go on.
+#[test]
+fn damage_in_a_sealed_keyed_segment_stops_compaction_not_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = Wal::open(dir.path(), small_options(4096)).unwrap();
+        for i in 0..120u64 {
+            wal.append_with(
+                NewRecord::put(Kind::Memory, format!("k{}", i % 4), vec![i as u8; 40]),
+                Durability::None,
+            )
+            .unwrap();
+        }
+    }
+    let first = segment_files(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[HEADER + 30] ^= 0x01;
+    std::fs::write(&first, &bytes).unwrap();
+
+    let (wal, report) = Wal::open(dir.path(), small_options(4096)).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    // Rotations ask the background thread to fold the sealed keys; it fails and says so.
+    for i in 0..120u64 {
+        wal.append_with(
+            NewRecord::put(Kind::Memory, format!("k{}", i % 4), vec![1; 40]),
+            Durability::None,
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        wal.compact(),
+        Err(Error::Corrupt { segment, .. }) if segment == first
+    ));
+    assert_eq!(wal.last_lsn(), Lsn::new(240));
+    assert!(!wal.verify().unwrap()[0].is_intact());
+}
