@@ -59,13 +59,32 @@
 //! - Imported records are checked only for a storable id: a foreign file is data to preserve,
 //!   not input to police (the fixture in this repository has dependency targets with log lines
 //!   glued to them; they are kept and reported as dangling).
-//! - Checkpoints are the caller's: take [`State::snapshot`] (or [`Store::snapshot`]) with its
-//!   LSN, and reopen with [`Store::open_from_snapshot`] after pruning the WAL.
+//! - It does not write checkpoints itself (finn-beads may not depend on finn-checkpoint; the
+//!   `finn` facade wires them): it hands out a snapshot with its LSN and reopens from one, see
+//!   "Snapshots and restore".
 //! - One transaction is one WAL batch and must fit in a WAL segment (4 MiB by default, see
 //!   [`DEFAULT_SEGMENT_SIZE`]); a larger one fails with the WAL's `TooLarge` error and writes
 //!   nothing. Imports split themselves into batches of at most a quarter segment.
 //! - Reads in [`Sharing::MultiProcess`] mode see other processes' writes after
 //!   [`Store::refresh`] (writes always refresh first).
+//!
+//! # Snapshots and restore
+//! The state is a fold of the WAL, so a snapshot is only a shortcut: the bytes of
+//! [`Store::snapshot`] (a header with the LSN, then one JSON line per bead and record) cover the
+//! WAL up to that LSN. The path through the rest of finn:
+//!
+//! 1. `let (bytes, lsn) = store.snapshot();` and write `bytes` into the state directory a
+//!    finn-checkpoint checkpoint covers, with the manifest at `lsn`;
+//! 2. once the checkpoint is uploaded, `wal.prune_through(lsn)` (nothing the snapshot covers is
+//!    needed again); writing goes on;
+//! 3. after a loss, the finn-recovery cascade restores the state directory (staged, verified,
+//!    swapped in) and keeps or restores the WAL after it;
+//! 4. [`Store::open_from_snapshot`]`(dir, options, &bytes, lsn)` rebuilds the state from the
+//!    snapshot, replays only the records after `lsn` and rebuilds the ready/blocked indexes.
+//!
+//! A snapshot whose header LSN differs from the one given, or that is truncated, is refused
+//! with a typed [`ApplyError`]. The test `restore::snapshot_restored_through_recovery_cascade_then_replay_continues_after_its_lsn`
+//! runs steps 1–4 through a real cascade into a fresh data directory.
 //!
 //! # On-disk format
 //! A store directory holds `beads.lock` (the cross-process lock file) and `wal/` (a finn-wal

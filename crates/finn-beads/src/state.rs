@@ -696,22 +696,38 @@ impl State {
     fn rebuild_all(&mut self) {
         self.index.rebuild_all = false;
         self.index.dirty = IdSet::default();
-        // 0. Edge indexes: bulk writes skip their incremental upkeep.
+        // 0. One pass over every bead (they are scattered in memory: each visit is a cache
+        //    miss): the edge indexes, which bulk writes do not keep up, the deferral marks, and
+        //    the beads the later steps look at again.
         let mut edges = Index::default();
+        let mut deferred = IdSet::default();
+        let mut may_block: Vec<&Arc<Entry>> = Vec::new();
+        let mut open: Vec<&Arc<Entry>> = Vec::new();
         for (id, e) in &self.beads {
-            for d in &e.bead.dependencies {
+            let b = &e.bead;
+            for d in &b.dependencies {
                 index_edge(&mut edges, id, d);
+            }
+            if !b.status.is_terminal() {
+                if b.defer_until.is_some() || b.status == Status::Deferred {
+                    deferred.insert(id.clone());
+                }
+                if !b.dependencies.is_empty() {
+                    may_block.push(e);
+                }
+            }
+            if b.status == Status::Open {
+                open.push(e);
             }
         }
         self.index.dependents = edges.dependents;
         self.index.waiters = edges.waiters;
         self.index.children = edges.children;
-        // 1. Direct blockers.
-        let direct: IdSet = self
-            .beads
+        // 1. Direct blockers (only non-terminal beads with edges can have one).
+        let direct: IdSet = may_block
             .iter()
-            .filter(|(_, e)| self.has_direct_blocker(e))
-            .map(|(id, _)| id.clone())
+            .filter(|e| self.has_direct_blocker(e))
+            .map(|e| e.bead.id.clone())
             .collect();
         // 2. Blocking flows from directly blocked beads down parent-child edges to every
         //    non-terminal descendant.
@@ -735,20 +751,15 @@ impl State {
                 }
             }
         }
-        // 3. Ready pool and deferral marks. The ordered pool is built from a sorted list in one
-        //    pass instead of by one B-tree insert per bead.
-        let mut pool = IdMap::default();
-        let mut ordered = Vec::new();
-        let mut deferred = IdSet::default();
-        for (id, e) in &self.beads {
+        // 3. Ready pool: open beads that are not blocked, built from a sorted list in one pass
+        //    instead of by one B-tree insert per bead.
+        let mut pool = IdMap::with_capacity_and_hasher(open.len(), IdHasher::default());
+        let mut ordered = Vec::with_capacity(open.len());
+        for e in open {
             let b = &e.bead;
-            if !b.status.is_terminal() && (b.defer_until.is_some() || b.status == Status::Deferred)
-            {
-                deferred.insert(id.clone());
-            }
-            if b.status == Status::Open && !blocked.contains(id) {
-                let key = (b.priority, b.created_at.clone(), id.clone());
-                pool.insert(id.clone(), key.clone());
+            if !blocked.contains(&b.id) {
+                let key = (b.priority, b.created_at.clone(), b.id.clone());
+                pool.insert(b.id.clone(), key.clone());
                 ordered.push((key, PoolEntry::new(e)));
             }
         }
