@@ -119,6 +119,13 @@
 //! 0.56× raw (8.9M/s). Format 1 replayed 1.9M/s = 0.31× raw (6.2M/s) in the same session:
 //! open read and CRC-checked every segment, then iteration read them all again.
 //!
+//! With 8 `Sync` writers a group averages about half of them: the writers one fdatasync
+//! released append again while the next one runs, so rounds alternate between two halves. Two
+//! variants were measured against this in the same session and dropped: yielding before a new
+//! leader picks what to sync (group unchanged at 4.2 on 2 vCPUs) and letting a writer the
+//! running sync does not cover start a second, concurrent fdatasync (groups of 2.7, 12.5k–15.7k
+//! appends/s against 15.8k–20.3k for 8 writers, 31.6k–34.5k against 33.7k–40.7k for 64).
+//!
 //! Reopening a WAL checks only a bounded window (1 MiB, or twice the largest frame) of the
 //! zero-filled preallocation after the end marker, so reopening a small WAL with the default
 //! 64 MiB segment costs its data: 0.4–1 ms on tmpfs and 8 ms on the VM's disk (mostly the
