@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use finn_wal::{Durability, Kind, Lsn, Wal};
+use finn_wal::{Durability, Kind, Lsn, NewRecord, Wal};
 
 use crate::bead::Bead;
 use crate::error::Error;
 use crate::ready::ReadyQuery;
 use crate::state::State;
 use crate::timestamp::Timestamp;
-use crate::tx::Tx;
+use crate::tx::{Pending, Tx};
 use crate::validate::Limits;
 
 /// Name of the WAL directory inside a store directory.
@@ -348,39 +348,16 @@ fn commit<R>(
     };
     // Several atomic batches, one sync. Nothing is applied before everything appended is
     // durable, so a failed sync leaves the state at the last acknowledged write.
-    let mut appended = Vec::with_capacity(parts.len());
-    let mut failed = None;
-    let mut parts = parts.into_iter().peekable();
-    while parts.peek().is_some() {
-        let mut records = Vec::new();
-        let mut pending = Vec::new();
-        let mut bytes = 0usize;
-        while let Some((r, _)) = parts.peek() {
-            let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + RECORD_OVERHEAD;
-            if !records.is_empty()
-                && (records.len() >= split.max_records || bytes + len > split.max_bytes)
-            {
-                break;
-            }
-            bytes += len;
-            if let Some((r, p)) = parts.next() {
-                records.push(r);
-                pending.push(p);
-            }
-        }
-        match wal.append_batch(records, Durability::None) {
-            Ok(lsns) => appended.extend(pending.into_iter().zip(lsns)),
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
-        }
+    let (records, pending): (Vec<NewRecord>, Vec<Pending>) = parts.into_iter().unzip();
+    if records.len() >= OVERLAP_MIN_RECORDS && state.len().saturating_mul(4) <= records.len() {
+        return commit_overlapped(wal, state, records, pending, split, durability).map(|()| out);
     }
-    if !appended.is_empty() && durability == Durability::Sync {
+    let (lsns, failed) = append_batches(wal, records, split);
+    if !lsns.is_empty() && durability == Durability::Sync {
         wal.sync()?;
     }
-    state.reserve(appended.len());
-    for (p, lsn) in appended {
+    state.reserve(lsns.len());
+    for (p, lsn) in pending.into_iter().zip(lsns) {
         p.apply(state, lsn);
     }
     state.settle();
@@ -388,6 +365,93 @@ fn commit<R>(
         Some(e) => Err(e.into()),
         None => Ok(out),
     }
+}
+
+/// A bulk write this large builds its new state beside the appends (see `commit_overlapped`).
+const OVERLAP_MIN_RECORDS: usize = 4096;
+
+/// A bulk write (an import several times larger than the store) with the new state built on a
+/// second thread while this one appends: the state is a pure function of the records and their
+/// LSNs, and the WAL gives consecutive LSNs from its next one. The result replaces the state
+/// only once every batch is appended and durable at exactly those LSNs; if another writer of a
+/// shared WAL interleaved, or a batch failed, the state is folded from the WAL instead, which
+/// holds exactly what was appended. Either way nothing is applied before it is durable.
+fn commit_overlapped(
+    wal: &Wal,
+    state: &mut State,
+    records: Vec<NewRecord>,
+    pending: Vec<Pending>,
+    split: Split,
+    durability: Durability,
+) -> Result<(), Error> {
+    let first = wal.last_lsn().next().get();
+    let base = state.clone();
+    let (lsns, failed, built) = std::thread::scope(|scope| {
+        let builder = scope.spawn(move || {
+            let mut next = base;
+            next.reserve(pending.len());
+            for (i, p) in pending.into_iter().enumerate() {
+                p.apply(&mut next, Lsn::new(first + i as u64));
+            }
+            next.settle();
+            next
+        });
+        let (lsns, failed) = append_batches(wal, records, split);
+        let built = match builder.join() {
+            Ok(next) => next,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (lsns, failed, built)
+    });
+    if !lsns.is_empty() && durability == Durability::Sync {
+        wal.sync()?;
+    }
+    let as_predicted = failed.is_none()
+        && lsns
+            .iter()
+            .enumerate()
+            .all(|(i, lsn)| lsn.get() == first + i as u64);
+    if as_predicted {
+        *state = built;
+    } else {
+        catch_up(wal, state)?;
+    }
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Appends `records` as atomic batches within `split`, without a sync; stops at the first
+/// failure. Returns the LSNs of the records appended (a prefix) and the failure.
+fn append_batches(
+    wal: &Wal,
+    records: Vec<NewRecord>,
+    split: Split,
+) -> (Vec<Lsn>, Option<finn_wal::Error>) {
+    let mut lsns = Vec::with_capacity(records.len());
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = records.peek() {
+            let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + RECORD_OVERHEAD;
+            if !batch.is_empty()
+                && (batch.len() >= split.max_records || bytes + len > split.max_bytes)
+            {
+                break;
+            }
+            bytes += len;
+            if let Some(r) = records.next() {
+                batch.push(r);
+            }
+        }
+        match wal.append_batch(batch, Durability::None) {
+            Ok(l) => lsns.extend(l),
+            Err(e) => return (lsns, Some(e)),
+        }
+    }
+    (lsns, None)
 }
 
 /// Bytes a WAL record adds to its key and payload (record header, frame share).

@@ -314,3 +314,109 @@ fn imported_beads_replay_to_the_state_the_import_built() {
     );
     assert_eq!(replayed.lsn(), imported.lsn());
 }
+
+/// JSONL of `n` beads: epics of 10 children, every third child blocked by the previous one.
+fn bulk_jsonl(n: usize) -> String {
+    let mut out = String::new();
+    let mut epic = 0;
+    for i in 0..n {
+        let mut deps = Vec::new();
+        if i % 11 == 0 {
+            epic = i;
+        } else {
+            deps.push(format!(
+                r#"{{"issue_id":"b-{i}","depends_on_id":"b-{epic}","type":"parent-child"}}"#
+            ));
+            if i % 3 == 0 && (i - 1) % 11 != 0 {
+                deps.push(format!(
+                    r#"{{"issue_id":"b-{i}","depends_on_id":"b-{}","type":"blocks"}}"#,
+                    i - 1
+                ));
+            }
+        }
+        let status = if i % 4 == 0 { "closed" } else { "open" };
+        out.push_str(&format!(
+            r#"{{"id":"b-{i}","title":"t{i}","status":"{status}","updated_at":"2026-01-01T00:00:{:02}.{i:09}Z","dependencies":[{}],"future":{{"k":{i}}}}}"#,
+            i % 60,
+            deps.join(",")
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+/// A bulk import builds its state beside the WAL appends; the result must be exactly the fold
+/// of what reached the WAL (same beads, same LSNs, same ready and blocked sets).
+#[test]
+fn bulk_import_state_equals_a_fold_of_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = bulk_jsonl(6000);
+    let store = open(dir.path());
+    let report = store
+        .import_reader(text.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap();
+    assert_eq!(report.created.len(), 6000);
+    let imported = store.read(|s| s.clone());
+    let now = finn_beads::Timestamp::parse("2026-06-01T00:00:00Z").unwrap();
+    let ready: Vec<String> = store.read(|s| {
+        s.ready(&Default::default(), &now)
+            .iter()
+            .map(|b| b.id.clone())
+            .collect()
+    });
+    drop(store);
+    let reopened = open(dir.path());
+    reopened.read(|s| {
+        assert_eq!(*s, imported);
+        assert_eq!(s.lsn(), imported.lsn());
+        assert_eq!(s.blocked_ids(), imported.blocked_ids());
+        let again: Vec<String> = s
+            .ready(&Default::default(), &now)
+            .iter()
+            .map(|b| b.id.clone())
+            .collect();
+        assert_eq!(again, ready);
+    });
+    assert!(!ready.is_empty() && ready.len() < 6000);
+}
+
+/// On a WAL shared with another writer, the LSNs a bulk import gets may interleave with the
+/// other writer's: the state must still be the fold of the WAL.
+#[test]
+fn bulk_import_on_a_shared_wal_with_a_concurrent_writer_equals_a_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), finn_wal::Options::default()).unwrap();
+    let wal = std::sync::Arc::new(wal);
+    let store = Store::with_wal(wal.clone(), finn_beads::Options::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (wal, stop) = (wal.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                wal.append_with(
+                    finn_wal::NewRecord::event(finn_wal::Kind::Audit, b"other".to_vec()),
+                    finn_wal::Durability::None,
+                )
+                .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let text = bulk_jsonl(6000);
+    store
+        .import_reader(text.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let others = writer.join().unwrap();
+    assert!(others > 0);
+    let imported = store.read(|s| s.clone());
+    assert_eq!(imported.len(), 6000);
+    drop(store);
+    let refolded = Store::with_wal(wal, finn_beads::Options::default()).unwrap();
+    refolded.read(|s| {
+        assert_eq!(*s, imported);
+        assert_eq!(s.blocked_ids(), imported.blocked_ids());
+    });
+}
