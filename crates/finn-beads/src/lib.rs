@@ -64,7 +64,10 @@
 //!   "Snapshots and restore".
 //! - One transaction is one WAL batch and must fit in a WAL segment (4 MiB by default, see
 //!   [`DEFAULT_SEGMENT_SIZE`]); a larger one fails with the WAL's `TooLarge` error and writes
-//!   nothing. Imports split themselves into batches of at most a quarter segment.
+//!   nothing. Imports split themselves into atomic batches of at most 8,192 records and a
+//!   quarter segment, made durable by one fdatasync before anything is applied: the atomicity
+//!   unit of an import is the batch, and a crash mid-import leaves a prefix of whole batches
+//!   (running the same import again completes it).
 //! - Reads in [`Sharing::MultiProcess`] mode see other processes' writes after
 //!   [`Store::refresh`] (writes always refresh first).
 //!
@@ -93,24 +96,37 @@
 //! Payload version 1; readers accept versions up to their own and refuse newer ones loudly.
 //!
 //! # Performance
-//! `cargo bench -p finn-beads` on the 2-vCPU CI VM (other builds running, `/proc/pressure/cpu`
-//! some avg10 ≈ 60%), 100,000 beads with epics, `blocks` chains and 60 % closed; ratios within
-//! one run:
+//! `cargo bench -p finn-beads -- --quick` on the shared 2-vCPU VM (other builds running,
+//! `/proc/pressure/cpu` some avg10 ≈ 21 %), 100,000 beads (68 MB of JSONL) with epics, `blocks`
+//! chains and 60 % closed; baselines measured in the same run:
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | import 100k, `Sync` | 47.9k beads/s (2.09 s) | 0.23× parsing the same lines into `serde_json::Value` (206k/s) |
-//! | ready list, all 34,285 ready beads | 0.56 ms | 0.018× a plain scan of open beads + sort (30.5 ms) |
-//! | ready list, limit 10 | 0.27 µs | |
+//! | import 100k, `Sync` | 74k beads/s (1.35 s) | 0.28× parsing the same lines into `serde_json::Value` (375 ms, 267k/s); 0.21× appending the same payloads to a bare WAL with the same batches and sync (286 ms, 349k/s) |
+//! | ready list, all 34,285 ready beads | 0.49 ms | 0.034× a plain scan of open beads + sort (14.5 ms) |
+//! | ready list, limit 10 | 0.24 µs | |
 //!
-//! An import merges in one transaction, writes atomic batches of at most a quarter segment
-//! with one fdatasync for all of them, and puts each bead line into its WAL payload as it is
-//! (no second JSON encoding). What remains is the typed parse (≈ 45 % of its instructions),
-//! the id-keyed hash maps of the state (`HashMap<String, _>` with SipHash, one allocation per
-//! id copy) and the allocator. Import misses its 200k beads/s target; the next step is interned
-//! (index-based) ids in the state. The ready list walks a dense, pre-sorted copy of the ready
-//! pool and reads no bead unless something is deferred; the first query after a write rebuilds
-//! that copy from the B-tree (about the cost of one query).
+//! Import before this round, run back to back with the same corpus: 1.87 s (53.5k/s) against
+//! 1.35 s now (1.38×); under heavier load (avg10 ≈ 46 %) 2.10 s against 1.58 s. The import
+//! reads the whole input, parses its lines on all cores (each parse thread also wraps its
+//! line into the WAL payload, byte for byte), merges in one transaction whose beads stay boxed
+//! in file order, then appends atomic batches (at most 8,192 records and a quarter segment)
+//! with one fdatasync at the end while a second thread builds the new state; the state is
+//! swapped in only once every batch is durable at the LSNs it was built with (else it is
+//! folded from the WAL). The bulk index rebuild visits each bead once; id maps use foldhash
+//! (seeded per map) instead of SipHash.
+//!
+//! Import misses its 200k beads/s target. The floor is the WAL: appending the same bytes alone
+//! costs 0.29 s, the `Value` parse 0.38 s. Above it remain the typed parse (about 3 allocations
+//! per field: strings, boxed timestamps, a JSON map per dependency for `thread_id`), building
+//! the state (one kilobyte-sized `Entry` per bead, `String`-keyed maps and per-target sets)
+//! and the allocator: freeing a 100k-bead store takes about 0.8 s of glibc `free`. The next
+//! steps are interned ids (one `u32` slot per id, edge sets as slot lists) and a bead model
+//! that allocates less per line.
+//!
+//! The ready list walks a dense, pre-sorted copy of the ready pool and reads no bead unless
+//! something is deferred; the first query after a write rebuilds that copy from the B-tree
+//! (about the cost of one query).
 //!
 //! # Minimum supported Rust version
 //! The workspace `rust-version` (1.89).
