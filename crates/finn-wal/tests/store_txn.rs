@@ -172,3 +172,81 @@ fn an_apply_interrupted_midway_is_finished_by_open() {
         assert_eq!(state.read(&format!("f{i}")).unwrap(), Some(b"new".to_vec()));
     }
 }
+
+fn temp_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(finn_wal::store::txn::TEMP_PREFIX) {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A write displaces the previous version into a spare temp file that the next write of the
+/// same file overwrites in place (longer or shorter contents alike); checkpoints and deletes
+/// remove the spares.
+#[test]
+fn spare_files_are_reused_and_never_outlive_a_checkpoint() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = files(dir.path());
+    let (state, _) = StateDir::open_with(&root, backend(dir.path()), "t", lazy()).unwrap();
+    let mut inodes = std::collections::BTreeSet::new();
+    for body in [vec![1u8; 9000], vec![2; 10], vec![3; 5000], vec![4; 3]] {
+        let mut t = state.begin();
+        t.write("d/f", body.clone()).unwrap();
+        t.commit().unwrap();
+        assert_eq!(state.read("d/f").unwrap(), Some(body));
+        inodes.insert(std::fs::metadata(root.join("d/f")).unwrap().ino());
+    }
+    assert_eq!(inodes.len(), 2, "the two inodes alternate");
+    assert_eq!(temp_names(&root), vec!["d/.finn-txn.f"]);
+    assert_eq!(state.checkpoint().unwrap(), 4);
+    assert!(temp_names(&root).is_empty());
+
+    // Deleting a file removes its spare, so its directory can go in the same transaction.
+    for g in 0..2u8 {
+        let mut t = state.begin();
+        t.write("d/f", vec![g; 10]).unwrap();
+        t.commit().unwrap();
+    }
+    assert_eq!(temp_names(&root), vec!["d/.finn-txn.f"]);
+    let mut t = state.begin();
+    t.delete("d/f").unwrap();
+    t.delete("d").unwrap();
+    t.commit().unwrap();
+    assert!(!root.join("d").exists());
+    assert!(temp_names(&root).is_empty());
+    drop(state);
+
+    // Reopening re-applies the unretired intents and checkpoints: no temp files either.
+    let (state, report) = StateDir::open_with(&root, backend(dir.path()), "t", lazy()).unwrap();
+    assert_eq!(report.reapplied, vec![5, 6, 7]);
+    assert!(temp_names(&root).is_empty());
+    assert_eq!(state.read("d/f").unwrap(), None);
+}
+
+/// A symlink under a temp name is never written through.
+#[test]
+fn a_planted_temp_symlink_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = files(dir.path());
+    let (state, _) = StateDir::open_with(&root, backend(dir.path()), "t", lazy()).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join(".finn-txn.f")).unwrap();
+    let mut t = state.begin();
+    t.write("f", b"new".to_vec()).unwrap();
+    assert!(t.commit().is_err());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+}

@@ -7,22 +7,35 @@
 //! 1. `commit` writes every operation of the transaction to the backend in one atomic, durable
 //!    batch under `<scope>/op/<txid>/<n>` (one fdatasync). Before that point nothing on disk
 //!    changed; a crash loses the uncommitted transaction and nothing else.
-//! 2. Each file is written to a temp file in its directory and renamed over its target, without
-//!    an fsync: the new contents are visible at once, and the transaction is durable through its
-//!    intent.
+//! 2. Each file is written under its temp name `.finn-txn.<name>` in its directory and swapped
+//!    with its target (`renameat2(RENAME_EXCHANGE)`), without an fsync: the new contents are
+//!    visible at once, and the transaction is durable through its intent. The displaced
+//!    version stays under the temp name as the file's *spare*, and the next write of that file
+//!    overwrites the spare in place instead of creating a new file (inode allocation and
+//!    freeing are most of what an apply would cost otherwise).
 //! 3. A *checkpoint* ([`TxnOptions::checkpoint_every`] transactions or
 //!    [`TxnOptions::checkpoint_bytes`] of intents after the last one, or [`StateDir::checkpoint`])
 //!    fdatasyncs every file touched since the last checkpoint and fsyncs every changed directory,
 //!    and only then retires those intents in one batch (op keys deleted, `<scope>/applied` set).
 //!    That batch is relaxed: if it is lost, the intents are applied again, which is idempotent.
+//!    Then it unlinks the spares, so no spare outlives the intents that cover its file.
 //!
 //! [`StateDir::open`] re-applies every intent not retired, in txid order, by rewriting every file
-//! it names from the log (it never trusts what is on disk: after a power loss a renamed but
-//! unsynced file may be empty or stale), checkpoints, and removes stray temp files. So after a
-//! crash or power loss at any point, opening leaves every file of every acknowledged
-//! transaction at its new version; a transaction whose commit did not reach the log leaves its
-//! old one. Between a power loss and that open, a reader bypassing [`StateDir`] may see files of
-//! uncheckpointed transactions at their old, new or truncated contents.
+//! it names from the log (it never trusts what is on disk: after a power loss a swapped but
+//! unsynced file may be empty or stale, and a spare overwritten in place may be what the name
+//! points to again), checkpoints, and removes stray temp files. Every change to an inode that
+//! the disk may still show under a file's name happens while an unretired intent covers that
+//! file. So after a crash or power loss at any point, opening leaves every file of every
+//! acknowledged transaction at its new version; a transaction whose commit did not reach the
+//! log leaves its old one.
+//!
+//! What a reader bypassing [`StateDir`] may see: between a power loss and the next open, files
+//! of uncheckpointed transactions at their old, new or torn contents; between checkpoints,
+//! the hidden `.finn-txn.*` spares beside recently written files; and, if it keeps a file open
+//! across two commits that both write it, the second commit's bytes (the spare it overwrites is
+//! the inode that reader opened). [`StateDir::read`] holds a lock against applies and always
+//! sees whole versions. File permissions are not managed: a file's mode is that of whichever
+//! inode holds its current version.
 //!
 //! ```
 //! use finn_wal::store::{MemoryBackend, txn::StateDir};
@@ -42,9 +55,8 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +66,10 @@ use crate::fs::sync_dir;
 /// Name prefix of the temp files a transaction writes before renaming them into place; paths
 /// whose components start with it are refused.
 pub const TEMP_PREFIX: &str = ".finn-txn.";
+
+/// Longest file or directory name a path may hold: 255 bytes (the usual `NAME_MAX`) less
+/// [`TEMP_PREFIX`].
+pub const MAX_NAME_LEN: usize = 255 - TEMP_PREFIX.len();
 
 /// One staged operation, as stored in the intent record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +173,9 @@ struct Unsynced {
     files: BTreeSet<PathBuf>,
     /// Directories whose entries changed since the last checkpoint.
     dirs: BTreeSet<PathBuf>,
+    /// Spare files: the versions displaced by swaps since the last checkpoint, under their
+    /// temp names, which the next write of the same file overwrites in place.
+    spares: BTreeSet<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -174,6 +193,10 @@ pub struct StateDir<B: Backend> {
     scope: String,
     options: TxnOptions,
     inner: Mutex<Inner>,
+    // Held shared by `read` and exclusively while files are applied: an apply overwrites a
+    // displaced inode in place, which a reader that opened the file two commits earlier could
+    // otherwise still be reading.
+    files: RwLock<()>,
 }
 
 impl<B: Backend> StateDir<B> {
@@ -211,6 +234,7 @@ impl<B: Backend> StateDir<B> {
                 poisoned: false,
                 unsynced,
             }),
+            files: RwLock::new(()),
         };
         let mut report = TxnRecovery {
             temp_files_removed: remove_temp_files(&dir.root)?,
@@ -224,7 +248,7 @@ impl<B: Backend> StateDir<B> {
         let mut next = applied + 1;
         for (txid, ops) in dir.pending()? {
             // Rewrite every file from the intent: what is on disk may be stale or truncated.
-            dir.apply(txid, &ops, &mut inner.unsynced)?;
+            dir.apply(&ops, &mut inner.unsynced)?;
             inner.unsynced.txns.push((txid, ops.len()));
             report.reapplied.push(txid);
             next = next.max(txid + 1);
@@ -255,6 +279,7 @@ impl<B: Backend> StateDir<B> {
     /// Reads a committed file (`None` if absent).
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let full = self.root.join(checked_path(path)?);
+        let _files = self.files.read().unwrap_or_else(|e| e.into_inner());
         match std::fs::read(&full) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -272,7 +297,11 @@ impl<B: Backend> StateDir<B> {
             return Err(StoreError::Poisoned);
         }
         let n = inner.unsynced.txns.len();
-        self.checkpoint_locked(&mut inner)?;
+        if let Err(e) = self.checkpoint_locked(&mut inner) {
+            // A failed fsync must not be retried: its pages may be marked clean and lost.
+            inner.poisoned = true;
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -343,7 +372,7 @@ impl<B: Backend> StateDir<B> {
         // The intent is durable: from here a failure must not be retried in-process (a failed
         // fsync's outcome is unknown); reopening re-applies the intent from the log.
         let result = (|| {
-            self.apply(txid, &ops, &mut inner.unsynced)?;
+            self.apply(&ops, &mut inner.unsynced)?;
             inner.unsynced.txns.push((txid, ops.len()));
             inner.unsynced.intent_bytes += bytes;
             let due = inner.unsynced.txns.len() >= self.options.checkpoint_every as usize
@@ -400,6 +429,7 @@ impl<B: Backend> StateDir<B> {
         u.files.clear();
         u.dirs.clear();
         let Some(&(last, _)) = u.txns.last() else {
+            remove_spares(&mut u.spares);
             return Ok(());
         };
         // Only now, with the files durable, may the intents go.
@@ -414,18 +444,19 @@ impl<B: Backend> StateDir<B> {
         self.backend.commit_relaxed(batch)?;
         u.txns.clear();
         u.intent_bytes = 0;
+        remove_spares(&mut u.spares);
         Ok(())
     }
 
-    fn apply(&self, txid: u64, ops: &[FileOp], u: &mut Unsynced) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[FileOp], u: &mut Unsynced) -> Result<(), StoreError> {
+        let _files = self.files.write().unwrap_or_else(|e| e.into_inner());
         for op in ops {
             let rel = checked_path(op.path())?;
             let full = self.root.join(&rel);
             let parent = full.parent().unwrap_or(&self.root).to_path_buf();
             match op {
                 FileOp::Write { bytes, .. } => {
-                    create_dirs(&parent, &mut u.dirs)?;
-                    write_replace(&full, &parent, txid, bytes)?;
+                    write_replace(&full, &parent, bytes, u)?;
                     u.files.insert(full);
                     u.dirs.insert(parent);
                 }
@@ -438,10 +469,25 @@ impl<B: Backend> StateDir<B> {
                     match result {
                         Ok(()) => {
                             u.files.remove(&full);
-                            u.dirs.insert(parent);
+                            u.dirs.insert(parent.clone());
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(source) => return Err(StoreError::Io { path: full, source }),
+                    }
+                    // The deleted file's spare goes too (it would keep its directory from
+                    // being deleted, and nothing will write the file through it).
+                    let spare = spare_path(&full, &parent);
+                    if u.spares.remove(&spare) {
+                        match std::fs::remove_file(&spare) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(source) => {
+                                return Err(StoreError::Io {
+                                    path: spare,
+                                    source,
+                                });
+                            }
+                        }
                     }
                 }
                 FileOp::Mkdir { .. } => create_dirs(&full, &mut u.dirs)?,
@@ -564,6 +610,11 @@ fn checked_path(path: &str) -> Result<PathBuf, StoreError> {
                 if name.to_string_lossy().starts_with(TEMP_PREFIX) {
                     return Err(bad("names starting with .finn-txn. are reserved"));
                 }
+                // The temp name (prefix + name) must fit the file system's 255-byte limit; a
+                // name refused only at apply time would poison the store after its commit.
+                if name.len() > MAX_NAME_LEN {
+                    return Err(bad("has a component longer than 245 bytes"));
+                }
                 out.push(name);
             }
             _ => return Err(bad("must be relative without '.' or '..' components")),
@@ -607,64 +658,133 @@ fn create_dirs(dir: &Path, dirty: &mut BTreeSet<PathBuf>) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Writes `bytes` to a temp file beside `target` and swaps it into place: readers see the old
-/// or the new contents, never a partial write. No fsync here; the checkpoint syncs.
-fn write_replace(target: &Path, parent: &Path, txid: u64, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!("{TEMP_PREFIX}{txid}.{name}"));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        replace(&tmp, target)
-    })();
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::Io {
-            path: target.to_path_buf(),
-            source,
-        });
-    }
-    Ok(())
+/// The temp name `target` is written under before it is swapped into place.
+fn spare_path(target: &Path, parent: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(TEMP_PREFIX);
+    name.push(target.file_name().unwrap_or_default());
+    parent.join(name)
 }
 
-/// Moves `tmp` over `target` atomically.
+/// Writes `bytes` under `target`'s temp name and swaps it into place: readers see the old or
+/// the new contents, never a partial write. No fsync here; the checkpoint syncs.
 ///
-/// On Linux an existing target is exchanged with `tmp` (`renameat2(RENAME_EXCHANGE)`) and the
-/// old contents, now under the temp name, unlinked. A plain rename over an existing file makes
-/// ext4 (`auto_da_alloc`) start writeback of the new file inside the rename, about 1 ms per
-/// file on a busy disk, for nothing: the checkpoint syncs the file anyway. A crash between the
-/// exchange and the unlink leaves a temp file that [`StateDir::open`] removes.
-fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
+/// The temp file is the spare left by the previous swap of the same file when there is one
+/// (the displaced version, overwritten in place), else a new file. Reusing the inode is what
+/// makes an apply cheap: creating and unlinking an inode per write costs ext4 its inode and
+/// block allocators (and, mounted with `discard`, a discard per freed block), while an
+/// overwrite in place only dirties pages. Truncating the spare to zero instead would make
+/// ext4 (`auto_da_alloc`) flush it on close.
+fn write_replace(
+    target: &Path,
+    parent: &Path,
+    bytes: &[u8],
+    u: &mut Unsynced,
+) -> Result<(), StoreError> {
+    let spare = spare_path(target, parent);
+    let file = match open_spare(&spare) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_dirs(parent, &mut u.dirs)?;
+            open_spare(&spare).map_err(io(&spare))?
+        }
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: spare,
+                source,
+            });
+        }
+    };
+    let result = (|| {
+        use std::os::unix::fs::FileExt;
+        let old_len = file.metadata()?.len();
+        file.write_all_at(bytes, 0)?;
+        if old_len > bytes.len() as u64 {
+            file.set_len(bytes.len() as u64)?;
+        }
+        drop(file);
+        swap_in(&spare, target)
+    })();
+    match result {
+        Ok(true) => {
+            u.spares.insert(spare);
+            Ok(())
+        }
+        Ok(false) => {
+            u.spares.remove(&spare);
+            Ok(())
+        }
+        Err(source) => {
+            u.spares.remove(&spare);
+            let _ = std::fs::remove_file(&spare);
+            Err(StoreError::Io {
+                path: target.to_path_buf(),
+                source,
+            })
+        }
+    }
+}
+
+/// Opens (creating if missing) a temp file for writing without following a symlink: only
+/// this module creates names with [`TEMP_PREFIX`], so a symlink there is not ours to write
+/// through.
+fn open_spare(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Moves the written `spare` to `target` atomically; returns whether `spare` now holds the
+/// displaced previous version, a regular file the next write of `target` may reuse.
+///
+/// On Linux an existing target is exchanged with `spare` (`renameat2(RENAME_EXCHANGE)`). A
+/// plain rename over an existing file makes ext4 (`auto_da_alloc`) start writeback of the new
+/// file inside the rename, about 1 ms per file on a busy disk, for nothing: the checkpoint
+/// syncs the file anyway. Elsewhere, or without a target, it is a plain rename.
+fn swap_in(spare: &Path, target: &Path) -> std::io::Result<bool> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         use rustix::io::Errno;
-        match renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
+        match renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE) {
             Ok(()) => {
-                return match std::fs::remove_file(tmp) {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        // The target was a directory (a plain rename would have refused it):
-                        // swap back and report.
-                        let _ = renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE);
-                        Err(e)
-                    }
-                };
+                let displaced = std::fs::symlink_metadata(spare)?;
+                if displaced.is_file() {
+                    return Ok(true);
+                }
+                if displaced.is_dir() {
+                    // A plain rename would have refused to replace a directory: swap back.
+                    renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE)?;
+                    return Err(Errno::ISDIR.into());
+                }
+                // A symlink or special file the write replaced: not reusable.
+                std::fs::remove_file(spare)?;
+                return Ok(false);
             }
             // No target yet (a plain rename is cheap then), or a file system without exchange.
             Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    std::fs::rename(tmp, target)
+    std::fs::rename(spare, target)?;
+    Ok(false)
+}
+
+/// Unlinks the spares once a checkpoint no longer needs them, leaving no temp files behind.
+/// Best effort: the unlinks need no fsync (opening removes any a crash brings back), and one
+/// that fails leaves a temp file that the next open removes.
+fn remove_spares(spares: &mut BTreeSet<PathBuf>) {
+    for spare in std::mem::take(spares) {
+        match std::fs::remove_file(&spare) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %spare.display(), error = %e, "cannot remove spare temp file")
+            }
+        }
+    }
 }
 
 fn remove_temp_files(root: &Path) -> Result<usize, StoreError> {
@@ -713,6 +833,12 @@ mod tests {
             );
         }
         assert_eq!(checked_path("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
+        let longest = "n".repeat(MAX_NAME_LEN);
+        assert!(checked_path(&format!("d/{longest}")).is_ok());
+        assert!(matches!(
+            checked_path(&format!("d/{longest}n")),
+            Err(StoreError::InvalidName { .. })
+        ));
     }
 
     #[test]
@@ -752,10 +878,13 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
+        // `f`'s spare (its first version, displaced by the second) waits for the checkpoint;
+        // the failed write of `d` leaves nothing.
         assert!(
-            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            !names.iter().any(|n| n == ".finn-txn.d"),
             "temp file left: {names:?}"
         );
+        assert!(names.iter().any(|n| n == ".finn-txn.f"), "{names:?}");
         // The intent is durable but could not be applied: the store refuses further commits.
         let mut t = s.begin();
         t.write("g", b"x".to_vec()).unwrap();
