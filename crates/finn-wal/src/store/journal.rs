@@ -300,11 +300,7 @@ impl<B: Backend> Journals<B> {
         durable: bool,
     ) -> Result<u64, StoreError> {
         let (state, cursor) = self.fold(stream)?;
-        let mut batch: Vec<Mutation> = self
-            .read(stream, ..=cursor)?
-            .into_iter()
-            .map(|(seq, _)| Mutation::Delete(entry_key(stream, seq)))
-            .collect();
+        let mut batch = self.entry_deletes(stream, cursor)?;
         let snap = Snapshot { cursor, state };
         batch.push(Mutation::Put(
             snapshot_key(stream),
@@ -334,11 +330,7 @@ impl<B: Backend> Journals<B> {
                 snapshot,
             });
         }
-        let batch: Vec<Mutation> = self
-            .read(stream, ..=cursor)?
-            .into_iter()
-            .map(|(seq, _)| Mutation::Delete(entry_key(stream, seq)))
-            .collect();
+        let batch = self.entry_deletes(stream, cursor)?;
         let n = batch.len();
         self.backend.commit(batch)?;
         Ok(n)
@@ -348,15 +340,26 @@ impl<B: Backend> Journals<B> {
     pub fn delete(&self, stream: &str) -> Result<(), StoreError> {
         validate_segment("stream", stream)?;
         let mut streams = self.lock();
+        // '0' follows '/': every key of the stream, and only those.
         let batch: Vec<Mutation> = self
             .backend
-            .scan_prefix(&format!("{stream}/"))?
+            .keys(&format!("{stream}/"), Some(&format!("{stream}0")))?
             .into_iter()
-            .map(|(k, _)| Mutation::Delete(k))
+            .map(Mutation::Delete)
             .collect();
         self.backend.commit(batch)?;
         streams.remove(stream);
         Ok(())
+    }
+
+    /// Deletes of every entry of `stream` through `cursor`.
+    fn entry_deletes(&self, stream: &str, cursor: u64) -> Result<Vec<Mutation>, StoreError> {
+        let hi = match cursor.checked_add(1) {
+            Some(next) => entry_key(stream, next),
+            None => format!("{stream}/e0"), // '0' follows '/'
+        };
+        let keys = self.backend.keys(&entry_key(stream, 0), Some(&hi))?;
+        Ok(keys.into_iter().map(Mutation::Delete).collect())
     }
 
     /// The latest snapshot and every entry after it.

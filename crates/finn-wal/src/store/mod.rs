@@ -245,6 +245,16 @@ pub trait Backend: Send + Sync {
         let end = prefix_end(prefix);
         self.range(prefix, end.as_deref())
     }
+
+    /// The keys of [`range`](Self::range), without the values: what deletes need.
+    /// Implementations should override the default, which clones the values and drops them.
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .range(start, end)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -262,6 +272,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         (**self).scan_prefix(prefix)
+    }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        (**self).keys(start, end)
     }
 }
 
@@ -283,17 +296,30 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
 
 type Map = BTreeMap<String, Vec<u8>>;
 
-fn range_of(map: &Map, start: &str, end: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    let upper = match end {
-        Some(e) => Bound::Excluded(e.to_owned()),
-        None => Bound::Unbounded,
+fn entries<'m>(
+    map: &'m Map,
+    start: &str,
+    end: Option<&str>,
+) -> impl Iterator<Item = (&'m String, &'m Vec<u8>)> {
+    // An inverted range is empty (`BTreeMap::range` would panic on it).
+    let bounds = match end {
+        Some(e) if e <= start => None,
+        Some(e) => Some((Bound::Included(start), Bound::Excluded(e))),
+        None => Some((Bound::Included(start), Bound::Unbounded)),
     };
-    if end.is_some_and(|e| e <= start) {
-        return Vec::new();
-    }
-    map.range((Bound::Included(start.to_owned()), upper))
+    bounds
+        .into_iter()
+        .flat_map(|b| map.range::<str, (Bound<&str>, Bound<&str>)>(b))
+}
+
+fn range_of(map: &Map, start: &str, end: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    entries(map, start, end)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+fn keys_of(map: &Map, start: &str, end: Option<&str>) -> Vec<String> {
+    entries(map, start, end).map(|(k, _)| k.clone()).collect()
 }
 
 fn apply(map: &mut Map, batch: Vec<Mutation>) {
@@ -345,11 +371,90 @@ impl Backend for MemoryBackend {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         Ok(range_of(&map, start, end))
     }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(keys_of(&map, start, end))
+    }
     fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
         check_keys(&batch)?;
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         apply(&mut map, batch);
         Ok(())
+    }
+}
+
+/// Folds a log of puts and deletes (in LSN order) into the newest value per key.
+///
+/// Inserting record by record into a `BTreeMap` costs a root-to-leaf search of string
+/// comparisons per record (about 40 for 10,000 keys arriving in order). Instead the operations
+/// are appended to a vector, which stays *settled* (sorted, one entry per key, no deletes) as
+/// long as keys arrive in increasing order, the common case in a log (journal sequence
+/// numbers, transaction ids, bulk loads): then a record costs one comparison with the previous
+/// key, and a delete of a key not seen yet is dropped at once. Once keys arrive out of order,
+/// the vector is settled whenever it doubles past its settled length: a stable sort by key
+/// (linear on runs already in order), one pass keeping each key's newest operation and
+/// dropping deleted keys. That bounds memory by twice the live state (plus
+/// [`Fold::MIN_SETTLE`] operations) however often keys were rewritten. The map is bulk-built
+/// from the settled vector at the end.
+struct Fold {
+    ops: Vec<(String, Option<Vec<u8>>)>,
+    /// Whether `ops` is settled.
+    settled: bool,
+    settle_at: usize,
+}
+
+impl Fold {
+    const MIN_SETTLE: usize = 4096;
+
+    fn new() -> Self {
+        Fold {
+            ops: Vec::new(),
+            settled: true,
+            settle_at: Self::MIN_SETTLE,
+        }
+    }
+
+    fn push(&mut self, key: String, value: Option<Vec<u8>>) {
+        if self.settled {
+            match self.ops.last() {
+                Some((last, _)) if *last >= key => self.settled = false,
+                // A key above every key so far has no earlier operation to undo.
+                _ if value.is_none() => return,
+                _ => {}
+            }
+        } else if self.ops.len() >= self.settle_at {
+            self.settle();
+            self.settle_at = (self.ops.len() * 2).max(Self::MIN_SETTLE);
+            return self.push(key, value);
+        }
+        self.ops.push((key, value));
+    }
+
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        // Stable: a key's operations stay in LSN order.
+        self.ops.sort_by(|a, b| a.0.cmp(&b.0));
+        // `dedup_by` keeps the first of equal neighbours; swapping moves the newer one into it.
+        self.ops.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        self.ops.retain(|(_, v)| v.is_some());
+        self.settled = true;
+    }
+
+    fn into_map(mut self) -> Map {
+        self.settle();
+        // Sorted and unique: `collect` bulk-builds the tree (its own sort check is one pass).
+        self.ops
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
     }
 }
 
@@ -383,7 +488,7 @@ impl WalBackend {
     pub fn open(wal: Arc<Wal>, namespace: &str) -> Result<Self, StoreError> {
         validate_segment("namespace", namespace)?;
         let prefix = format!("{namespace}/");
-        let mut map = Map::new();
+        let mut fold = Fold::new();
         for r in wal.iter_from(Lsn::ZERO)? {
             let r = r?;
             if r.kind != Kind::State {
@@ -392,22 +497,18 @@ impl WalBackend {
             let Some(mut key) = r.key.filter(|k| k.starts_with(prefix.as_str())) else {
                 continue;
             };
-            // Reuse the record's allocation for the view's key.
+            // Reuse the record's allocations for the view's key and value.
             key.drain(..prefix.len());
             match r.op {
-                Op::Put => {
-                    map.insert(key, r.payload);
-                }
-                Op::Delete => {
-                    map.remove(&key);
-                }
+                Op::Put => fold.push(key, Some(r.payload)),
+                Op::Delete => fold.push(key, None),
                 Op::Event => {}
             }
         }
         Ok(Self {
             wal,
             prefix,
-            map: RwLock::new(map),
+            map: RwLock::new(fold.into_map()),
         })
     }
 
@@ -448,6 +549,10 @@ impl Backend for WalBackend {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         Ok(range_of(&map, start, end))
     }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(keys_of(&map, start, end))
+    }
     fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
         self.write(batch, Durability::Sync)
     }
@@ -478,6 +583,52 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec!["a/1"]);
+    }
+
+    #[test]
+    fn fold_keeps_the_newest_operation_per_key() {
+        // Enough operations for several settles midway, keys rewritten and deleted in a
+        // scrambled order, checked against inserting record by record.
+        let mut fold = Fold::new();
+        let mut reference = Map::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..40_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("k{}", x % 3000);
+            if x.is_multiple_of(5) {
+                fold.push(key.clone(), None);
+                reference.remove(&key);
+            } else {
+                let value = i.to_le_bytes().to_vec();
+                fold.push(key.clone(), Some(value.clone()));
+                reference.insert(key, value);
+            }
+        }
+        assert!(fold.ops.len() < 40_000, "never settled");
+        assert_eq!(fold.into_map(), reference);
+        assert_eq!(Fold::new().into_map(), Map::new());
+
+        // Keys in order, with deletes of unseen keys and a late rewrite and delete.
+        let mut fold = Fold::new();
+        let mut reference = Map::new();
+        for i in 0..10_000u32 {
+            let key = format!("k{i:05}");
+            if i.is_multiple_of(7) {
+                fold.push(key, None);
+            } else {
+                fold.push(key.clone(), Some(vec![1]));
+                reference.insert(key, vec![1]);
+            }
+        }
+        assert!(fold.settled);
+        fold.push("k00001".into(), Some(vec![2]));
+        fold.push("k00002".into(), None);
+        assert!(!fold.settled);
+        reference.insert("k00001".into(), vec![2]);
+        reference.remove("k00002");
+        assert_eq!(fold.into_map(), reference);
     }
 
     #[test]
