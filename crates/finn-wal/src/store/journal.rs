@@ -76,6 +76,7 @@ pub struct Snapshot {
     /// Sequence number of the last entry folded into `state`.
     pub cursor: u64,
     /// The folded state.
+    #[serde(with = "super::raw_bytes")]
     pub state: Vec<u8>,
 }
 

@@ -179,6 +179,46 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     crate::codec::decode(bytes).map_err(|source| StoreError::Codec { what, source })
 }
 
+/// Serde for the byte vectors of stored values (`#[serde(with = "raw_bytes")]`): one
+/// `serialize_bytes` instead of a sequence of `u8` elements, which costs the encoder a call
+/// per byte. bincode encodes both the same way (varint length, then the bytes), so stored
+/// records do not change; other formats that send bytes as a sequence still decode.
+pub(crate) mod raw_bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// Checks a name used as one key segment: non-empty, at most 256 bytes, no `/`, no control
 /// characters.
 pub fn validate_segment(what: &'static str, name: &str) -> Result<(), StoreError> {
@@ -629,6 +669,47 @@ mod tests {
         reference.insert("k00001".into(), vec![2]);
         reference.remove("k00002");
         assert_eq!(fold.into_map(), reference);
+    }
+
+    #[test]
+    fn raw_bytes_encode_as_the_derived_vec_did() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Derived {
+            n: u64,
+            bytes: Vec<u8>,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Raw {
+            n: u64,
+            #[serde(with = "raw_bytes")]
+            bytes: Vec<u8>,
+        }
+        for len in [0usize, 1, 250, 251, 300, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let old = encode(
+                "t",
+                &Derived {
+                    n: 3,
+                    bytes: bytes.clone(),
+                },
+            )
+            .unwrap();
+            let new = encode(
+                "t",
+                &Raw {
+                    n: 3,
+                    bytes: bytes.clone(),
+                },
+            )
+            .unwrap();
+            assert_eq!(old, new, "len {len}");
+            assert_eq!(decode::<Raw>("t", &old).unwrap().bytes, bytes);
+        }
+        // Formats that hand bytes over as a sequence.
+        let seq = serde::de::value::SeqDeserializer::<_, serde::de::value::Error>::new(
+            vec![1u8, 2].into_iter(),
+        );
+        assert_eq!(raw_bytes::deserialize(seq).unwrap(), vec![1, 2]);
     }
 
     #[test]
