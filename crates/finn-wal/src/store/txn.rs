@@ -12,13 +12,15 @@
 //!    visible at once, and the transaction is durable through its intent. The displaced
 //!    version stays under the temp name as the file's *spare*, and the next write of that file
 //!    overwrites the spare in place instead of creating a new file (inode allocation and
-//!    freeing are most of what an apply would cost otherwise).
+//!    freeing are most of what an apply would cost otherwise). Both inodes of up to 32
+//!    recently written files stay open, so such a write needs no open or close either.
 //! 3. A *checkpoint* ([`TxnOptions::checkpoint_every`] transactions or
 //!    [`TxnOptions::checkpoint_bytes`] of intents after the last one, or [`StateDir::checkpoint`])
 //!    fdatasyncs every file touched since the last checkpoint and fsyncs every changed directory,
 //!    and only then retires those intents in one batch (op keys deleted, `<scope>/applied` set).
 //!    That batch is relaxed: if it is lost, the intents are applied again, which is idempotent.
-//!    Then it unlinks the spares, so no spare outlives the intents that cover its file.
+//!    Then it unlinks the spares that no write used since the previous checkpoint (an
+//!    explicit [`StateDir::checkpoint`] unlinks all of them).
 //!
 //! [`StateDir::open`] re-applies every intent not retired, in txid order, by rewriting every file
 //! it names from the log (it never trusts what is on disk: after a power loss a swapped but
@@ -31,7 +33,9 @@
 //!
 //! What a reader bypassing [`StateDir`] may see: between a power loss and the next open, files
 //! of uncheckpointed transactions at their old, new or torn contents; between checkpoints,
-//! the hidden `.finn-txn.*` spares beside recently written files; and, if it keeps a file open
+//! the hidden `.finn-txn.*` spares beside recently written files (the previous version of each
+//! file written in the last two checkpoint periods, so such a file takes up to twice its
+//! size on disk; [`StateDir::checkpoint`] removes them); and, if it keeps a file open
 //! across two commits that both write it, the second commit's bytes (the spare it overwrites is
 //! the inode that reader opened). [`StateDir::read`] holds a lock against applies and always
 //! sees whole versions. File permissions are not managed: a file's mode is that of whichever
@@ -54,7 +58,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -174,9 +178,28 @@ struct Unsynced {
     files: BTreeSet<PathBuf>,
     /// Directories whose entries changed since the last checkpoint.
     dirs: BTreeSet<PathBuf>,
-    /// Spare files: the versions displaced by swaps since the last checkpoint, under their
-    /// temp names, which the next write of the same file overwrites in place.
-    spares: BTreeSet<PathBuf>,
+    /// Files written since the last checkpoint or the one before, by target path.
+    slots: HashMap<PathBuf, Slot>,
+}
+
+/// Most files whose descriptors a [`StateDir`] keeps open between writes (two each).
+const MAX_OPEN_SLOTS: usize = 32;
+
+/// What a [`StateDir`] keeps about a recently written file.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Whether its spare exists: the version displaced by its last swap, under its temp name,
+    /// which the next write overwrites in place.
+    spare: bool,
+    /// Whether a write used it since the last checkpoint.
+    used: bool,
+    /// Whether its descriptors are kept (decided when the slot is made, which bounds the
+    /// open slots by [`MAX_OPEN_SLOTS`]).
+    keep_open: bool,
+    /// The open current version (the inode the name points to) and its inode number.
+    current: Option<(std::fs::File, u64)>,
+    /// The open spare, when it is the inode `current` held before the last swap.
+    spare_file: Option<std::fs::File>,
 }
 
 #[derive(Debug)]
@@ -255,7 +278,7 @@ impl<B: Backend> StateDir<B> {
             next = next.max(txid + 1);
         }
         // Also makes the root's creation durable on a first open.
-        dir.checkpoint_locked(&mut inner)?;
+        dir.checkpoint_locked(&mut inner, Spares::RemoveAll)?;
         inner.next_txid = next;
         drop(inner);
         if !report.reapplied.is_empty() {
@@ -288,17 +311,19 @@ impl<B: Backend> StateDir<B> {
         }
     }
 
-    /// Makes the files of every committed transaction durable on disk and retires their
-    /// intents; returns how many transactions it retired. Commits do this on their own by
-    /// [`TxnOptions`]; call it before handing the directory to something that reads the files
-    /// without opening the `StateDir` (a backup, another program).
+    /// Makes the files of every committed transaction durable on disk, retires their intents,
+    /// removes every temp file and closes the descriptors kept open between writes; returns
+    /// how many transactions it retired. Commits do this
+    /// on their own by [`TxnOptions`] (keeping the temp files of recently written files for
+    /// reuse); call it before handing the directory to something that reads the files without
+    /// opening the `StateDir` (a backup, another program).
     pub fn checkpoint(&self) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         if inner.poisoned {
             return Err(StoreError::Poisoned);
         }
         let n = inner.unsynced.txns.len();
-        if let Err(e) = self.checkpoint_locked(&mut inner) {
+        if let Err(e) = self.checkpoint_locked(&mut inner, Spares::RemoveAll) {
             // A failed fsync must not be retried: its pages may be marked clean and lost.
             inner.poisoned = true;
             return Err(e);
@@ -379,7 +404,7 @@ impl<B: Backend> StateDir<B> {
             let due = inner.unsynced.txns.len() >= self.options.checkpoint_every as usize
                 || inner.unsynced.intent_bytes >= self.options.checkpoint_bytes;
             if due {
-                self.checkpoint_locked(&mut inner)?;
+                self.checkpoint_locked(&mut inner, Spares::RemoveIdle)?;
             }
             Ok(due)
         })();
@@ -398,16 +423,22 @@ impl<B: Backend> StateDir<B> {
 
     /// Syncs every file and directory the unsynced transactions touched, then retires them.
     /// The caller poisons the store on failure.
-    fn checkpoint_locked(&self, inner: &mut Inner) -> Result<(), StoreError> {
+    fn checkpoint_locked(&self, inner: &mut Inner, spares: Spares) -> Result<(), StoreError> {
         let u = &mut inner.unsynced;
-        let jobs: Vec<(&Path, bool)> = (u.files.iter().map(|f| (f.as_path(), false)))
-            .chain(u.dirs.iter().map(|d| (d.as_path(), true)))
+        let jobs: Vec<SyncJob<'_>> =
+            (u.files
+                .iter()
+                .map(|f| match u.slots.get(f).and_then(|s| s.current.as_ref()) {
+                    Some((file, _)) => SyncJob::Open(f, file),
+                    None => SyncJob::File(f),
+                }))
+            .chain(u.dirs.iter().map(|d| SyncJob::Dir(d)))
             .collect();
         sync_all(&jobs)?;
         u.files.clear();
         u.dirs.clear();
         let Some(&(last, _)) = u.txns.last() else {
-            remove_spares(&mut u.spares);
+            remove_spares(&mut u.slots, spares);
             return Ok(());
         };
         // Only now, with the files durable, may the intents go.
@@ -422,7 +453,7 @@ impl<B: Backend> StateDir<B> {
         self.backend.commit_relaxed(batch)?;
         u.txns.clear();
         u.intent_bytes = 0;
-        remove_spares(&mut u.spares);
+        remove_spares(&mut u.slots, spares);
         Ok(())
     }
 
@@ -455,7 +486,7 @@ impl<B: Backend> StateDir<B> {
                     // The deleted file's spare goes too (it would keep its directory from
                     // being deleted, and nothing will write the file through it).
                     let spare = spare_path(&full, &parent);
-                    if u.spares.remove(&spare) {
+                    if u.slots.remove(&full).is_some_and(|s| s.spare) {
                         match std::fs::remove_file(&spare) {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -659,40 +690,56 @@ fn write_replace(
     u: &mut Unsynced,
 ) -> Result<(), StoreError> {
     let spare = spare_path(target, parent);
-    let file = match open_spare(&spare) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            create_dirs(parent, &mut u.dirs)?;
-            open_spare(&spare).map_err(io(&spare))?
-        }
-        Err(source) => {
-            return Err(StoreError::Io {
-                path: spare,
-                source,
-            });
-        }
+    let mut slot = match u.slots.remove(target) {
+        Some(slot) => slot,
+        None => Slot {
+            keep_open: u.slots.len() < MAX_OPEN_SLOTS,
+            ..Slot::default()
+        },
+    };
+    let file = match slot.spare_file.take() {
+        Some(f) => f,
+        None => match open_spare(&spare) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_dirs(parent, &mut u.dirs)?;
+                open_spare(&spare).map_err(io(&spare))?
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: spare,
+                    source,
+                });
+            }
+        },
     };
     let result = (|| {
-        use std::os::unix::fs::FileExt;
-        let old_len = file.metadata()?.len();
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let meta = file.metadata()?;
         file.write_all_at(bytes, 0)?;
-        if old_len > bytes.len() as u64 {
+        if meta.len() > bytes.len() as u64 {
             file.set_len(bytes.len() as u64)?;
         }
-        drop(file);
-        swap_in(&spare, target)
+        Ok((meta.ino(), swap_in(&spare, target)?))
     })();
     match result {
-        Ok(true) => {
-            u.spares.insert(spare);
-            Ok(())
-        }
-        Ok(false) => {
-            u.spares.remove(&spare);
+        Ok((ino, displaced)) => {
+            let previous = slot.current.take();
+            slot.used = true;
+            slot.spare = displaced.is_some();
+            if slot.keep_open {
+                // The displaced inode is the one `previous` holds, unless something else
+                // swapped the files meanwhile: then it is opened by name next time.
+                slot.spare_file = previous
+                    .filter(|(_, previous_ino)| Some(*previous_ino) == displaced)
+                    .map(|(f, _)| f);
+                slot.current = Some((file, ino));
+            }
+            u.slots.insert(target.to_path_buf(), slot);
             Ok(())
         }
         Err(source) => {
-            u.spares.remove(&spare);
+            // The slot (and its descriptors) goes; so does the temp file, whatever it holds.
             let _ = std::fs::remove_file(&spare);
             Err(StoreError::Io {
                 path: target.to_path_buf(),
@@ -714,23 +761,25 @@ fn open_spare(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Moves the written `spare` to `target` atomically; returns whether `spare` now holds the
-/// displaced previous version, a regular file the next write of `target` may reuse.
+/// Moves the written `spare` to `target` atomically; returns the inode number of the displaced
+/// previous version if `spare` now holds it, a regular file the next write of `target` may
+/// reuse.
 ///
 /// On Linux an existing target is exchanged with `spare` (`renameat2(RENAME_EXCHANGE)`). A
 /// plain rename over an existing file makes ext4 (`auto_da_alloc`) start writeback of the new
 /// file inside the rename, about 1 ms per file on a busy disk, for nothing: the checkpoint
 /// syncs the file anyway. Elsewhere, or without a target, it is a plain rename.
-fn swap_in(spare: &Path, target: &Path) -> std::io::Result<bool> {
+fn swap_in(spare: &Path, target: &Path) -> std::io::Result<Option<u64>> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         use rustix::io::Errno;
         match renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE) {
             Ok(()) => {
+                use std::os::unix::fs::MetadataExt;
                 let displaced = std::fs::symlink_metadata(spare)?;
                 if displaced.is_file() {
-                    return Ok(true);
+                    return Ok(Some(displaced.ino()));
                 }
                 if displaced.is_dir() {
                     // A plain rename would have refused to replace a directory: swap back.
@@ -739,7 +788,7 @@ fn swap_in(spare: &Path, target: &Path) -> std::io::Result<bool> {
                 }
                 // A symlink or special file the write replaced: not reusable.
                 std::fs::remove_file(spare)?;
-                return Ok(false);
+                return Ok(None);
             }
             // No target yet (a plain rename is cheap then), or a file system without exchange.
             Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
@@ -747,15 +796,25 @@ fn swap_in(spare: &Path, target: &Path) -> std::io::Result<bool> {
         }
     }
     std::fs::rename(spare, target)?;
-    Ok(false)
+    Ok(None)
 }
 
 /// Most threads a checkpoint syncs with (the calling one included).
 const SYNC_THREADS: usize = 8;
 
-/// Syncs every `(path, is_directory)` of a checkpoint: fdatasync for files, fsync for
-/// directories; a path that no longer exists is skipped (a later transaction deleted it, and
-/// its directory is in the list too).
+/// One sync of a checkpoint.
+#[derive(Clone, Copy, Debug)]
+enum SyncJob<'a> {
+    /// fdatasync a file through the descriptor the store keeps open.
+    Open(&'a Path, &'a std::fs::File),
+    /// fdatasync a file, opening it.
+    File(&'a Path),
+    /// fsync a directory.
+    Dir(&'a Path),
+}
+
+/// Runs every sync of a checkpoint; a path that no longer exists is skipped (a later
+/// transaction deleted it, and its directory is in the list too).
 ///
 /// The syncs are issued from up to [`SYNC_THREADS`] threads at once. One after another, a
 /// checkpoint of ten files waits for eleven device flushes in a row; issued together, the
@@ -763,16 +822,18 @@ const SYNC_THREADS: usize = 8;
 /// concurrently in 1.2–2× the time of one fdatasync, against 10× in a row). The outcome is
 /// the same: every sync done, or an error, after which the caller poisons the store (a failed
 /// sync is never retried). If no thread can be started, the calling thread syncs alone.
-fn sync_all(jobs: &[(&Path, bool)]) -> Result<(), StoreError> {
+fn sync_all(jobs: &[SyncJob<'_>]) -> Result<(), StoreError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
     let work = || {
-        while let Some(&(path, is_dir)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let synced = if is_dir {
-                sync_dir(path)
-            } else {
-                std::fs::File::open(path).and_then(|f| f.sync_data())
+        while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let (path, synced) = match *job {
+                SyncJob::Open(path, file) => (path, file.sync_data()),
+                SyncJob::File(path) => {
+                    (path, std::fs::File::open(path).and_then(|f| f.sync_data()))
+                }
+                SyncJob::Dir(path) => (path, sync_dir(path)),
             };
             match synced {
                 Ok(()) => {}
@@ -804,19 +865,40 @@ fn sync_all(jobs: &[(&Path, bool)]) -> Result<(), StoreError> {
     }
 }
 
-/// Unlinks the spares once a checkpoint no longer needs them, leaving no temp files behind.
-/// Best effort: the unlinks need no fsync (opening removes any a crash brings back), and one
-/// that fails leaves a temp file that the next open removes.
-fn remove_spares(spares: &mut BTreeSet<PathBuf>) {
-    for spare in std::mem::take(spares) {
-        match std::fs::remove_file(&spare) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %spare.display(), error = %e, "cannot remove spare temp file")
+/// Which spares a checkpoint unlinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spares {
+    /// Those no write used since the previous checkpoint (automatic checkpoints): a file
+    /// written in every checkpoint period keeps its spare instead of paying an inode creation
+    /// and an unlink per period.
+    RemoveIdle,
+    /// All of them ([`StateDir::checkpoint`], open): the directory is left without temp files.
+    RemoveAll,
+}
+
+/// Drops the slots a checkpoint no longer keeps, unlinking their spares. Keeping a spare is
+/// safe: the checkpoint made the swap that displaced it durable, so the inode a later write
+/// overwrites is not the one the file's name points to on disk. Best effort: the unlinks need
+/// no fsync (opening removes any a crash brings back), and one that fails leaves a temp file
+/// that the next open removes.
+fn remove_spares(slots: &mut HashMap<PathBuf, Slot>, which: Spares) {
+    slots.retain(|target, slot| {
+        if which == Spares::RemoveIdle && std::mem::replace(&mut slot.used, false) {
+            return true;
+        }
+        if slot.spare {
+            let parent = target.parent().unwrap_or(Path::new(""));
+            let spare = spare_path(target, parent);
+            match std::fs::remove_file(&spare) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %spare.display(), error = %e, "cannot remove spare temp file")
+                }
             }
         }
-    }
+        false
+    });
 }
 
 fn remove_temp_files(root: &Path) -> Result<usize, StoreError> {
