@@ -37,7 +37,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Mutation, StoreError, decode, encode, validate_segment};
+use super::{Backend, Mutation, StoreError, decode, encode, push_padded, validate_segment};
 
 /// Default automatic snapshot threshold (the seed design's "every 100 entries").
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
@@ -113,7 +113,11 @@ impl<B: Backend> std::fmt::Debug for Journals<B> {
 }
 
 fn entry_key(stream: &str, seq: u64) -> String {
-    format!("{stream}/e/{seq:020}")
+    let mut key = String::with_capacity(stream.len() + 23);
+    key.push_str(stream);
+    key.push_str("/e/");
+    push_padded(&mut key, seq, 20);
+    key
 }
 
 fn snapshot_key(stream: &str) -> String {

@@ -219,6 +219,25 @@ pub(crate) mod raw_bytes {
     }
 }
 
+/// Appends `n` in decimal, zero-padded to `width` digits (so key order is numeric order):
+/// what `format!("{n:0width$}")` writes, without the formatter's per-character padding.
+pub(crate) fn push_padded(key: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    while rest > 0 {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    // Zero itself is one digit.
+    let at = at.min(digits.len() - 1);
+    for _ in digits.len() - at..width {
+        key.push('0');
+    }
+    key.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
 /// Checks a name used as one key segment: non-empty, at most 256 bytes, no `/`, no control
 /// characters.
 pub fn validate_segment(what: &'static str, name: &str) -> Result<(), StoreError> {
@@ -562,15 +581,17 @@ impl WalBackend {
             return Ok(());
         }
         check_keys(&batch)?;
+        let wal_key = |k: &str| {
+            let mut key = String::with_capacity(self.prefix.len() + k.len());
+            key.push_str(&self.prefix);
+            key.push_str(k);
+            key
+        };
         let records = batch
             .iter()
             .map(|m| match m {
-                Mutation::Put(k, v) => {
-                    NewRecord::put(Kind::State, format!("{}{k}", self.prefix), v.clone())
-                }
-                Mutation::Delete(k) => {
-                    NewRecord::delete(Kind::State, format!("{}{k}", self.prefix))
-                }
+                Mutation::Put(k, v) => NewRecord::put(Kind::State, wal_key(k), v.clone()),
+                Mutation::Delete(k) => NewRecord::delete(Kind::State, wal_key(k)),
             })
             .collect();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
@@ -710,6 +731,17 @@ mod tests {
             vec![1u8, 2].into_iter(),
         );
         assert_eq!(raw_bytes::deserialize(seq).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn padded_numbers_match_the_formatter() {
+        for n in [0u64, 7, 10, 999_999, 1_000_000, 12_345_678_901, u64::MAX] {
+            for width in [0usize, 6, 20] {
+                let mut key = String::from("k/");
+                push_padded(&mut key, n, width);
+                assert_eq!(key, format!("k/{n:0width$}"));
+            }
+        }
     }
 
     #[test]

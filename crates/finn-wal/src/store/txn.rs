@@ -64,7 +64,7 @@ use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Mutation, StoreError, decode, encode, validate_segment};
+use super::{Backend, Mutation, StoreError, decode, encode, push_padded, validate_segment};
 use crate::fs::sync_dir;
 
 /// Name prefix of the temp files a transaction writes before renaming them into place; paths
@@ -349,7 +349,13 @@ impl<B: Backend> StateDir<B> {
     }
 
     fn op_key(&self, txid: u64, n: usize) -> String {
-        format!("{}/op/{txid:020}/{n:06}", self.scope)
+        let mut key = String::with_capacity(self.scope.len() + 32);
+        key.push_str(&self.scope);
+        key.push_str("/op/");
+        push_padded(&mut key, txid, 20);
+        key.push('/');
+        push_padded(&mut key, n as u64, 6);
+        key
     }
 
     fn pending(&self) -> Result<BTreeMap<u64, Vec<FileOp>>, StoreError> {
