@@ -44,38 +44,46 @@
 //!
 //! # Cost (measured by `benches/store.rs`, against the seed-002 targets)
 //! The seed design targets a WAL write < 10 ms, a replay < 100 ms and a clear < 5 ms; finn
-//! aims to beat each by 20×. Medians of `cargo bench -p finn-wal --bench store -- --quick` on
-//! the development VM: 2 cores shared with other builds, ext4 *without a journal* on a virtio
-//! disk whose fdatasync drifted from 1.3 ms to 0.13 ms within one run, so each row is given
-//! with the device floor (`raw/pwrite+fdatasync`) of its moment:
+//! aims to beat each by 20×. Medians of one `cargo bench -p finn-wal --bench store` run on the
+//! development VM: 2 cores shared with other builds (load ≈ 2), ext4 *without a journal* on a
+//! virtio disk whose fdatasync floor (`raw/pwrite+fdatasync`: 300 bytes + fdatasync) was
+//! 0.12 ms at the start of the run and 0.13 ms at its end:
 //!
-//! | operation | measured | floor then | seed target | ratio |
-//! |---|---|---|---|---|
-//! | `kv/put_sync` (one durable put: the "WAL write") | 0.14 ms | 0.11–0.14 ms | 10 ms | 70× |
-//! | `journal/append_sync` | 0.20 ms | ≈ 0.13 ms | 10 ms | 50× |
-//! | `journal/delete_100` (the "clear": one durable batch) | 0.18 ms | ≈ 0.13 ms | 5 ms | 27× |
-//! | `txn/commit_10_files` (default, checkpoint every 32) | 1.3 ms | 0.11–0.14 ms | 10 ms | 7.4× |
-//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 4.2 ms | 0.11–0.14 ms | 10 ms | 2.4× |
-//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 11.0 ms | — | 100 ms | 9.1× |
-//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 4.9 ms | — | — | — |
-//! | — of which `replay/fold_10k` (the store's fold) | 5.1 ms | — | — | — |
-//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 19 µs | — | 100 ms | 5300× |
-//! | `kv/get` | 0.7 µs | — | — | — |
+//! | operation | measured | seed target | ratio |
+//! |---|---|---|---|
+//! | `kv/put_sync` (one durable put: the "WAL write") | 0.14 ms | 10 ms | 71× |
+//! | `journal/append_sync` | 0.14 ms | 10 ms | 72× |
+//! | `journal/delete_100` (the "clear": 100 entries, one durable batch) | 0.20 ms | 5 ms | 25× |
+//! | `txn/commit_10_files` (default, checkpoint every 32) | 0.41 ms | 10 ms | 24× |
+//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 1.2 ms | 10 ms | 8.5× |
+//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 8.3 ms | 100 ms | 12× |
+//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 3.9 ms | — | — |
+//! | — of which `replay/fold_10k` (the store's fold) | 2.3 ms | — | — |
+//! | — of which `replay/iter_10k` (the WAL reading the records back) | 1.1 ms | — | — |
+//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 12 µs | 100 ms | 8000× |
+//! | `kv/get` | 0.26 µs | — | — |
 //!
-//! When the disk is busy (floor 1.3–3 ms) every durable row scales with it: a durable write
-//! costs one fdatasync plus 10–50 µs, so the 20× targets (a 0.5 ms write, a 0.25 ms clear)
-//! hold only while the floor stays below about 0.4 ms and 0.2 ms. The misses:
+//! The code before the changes described below, run just before under the same conditions
+//! (floor 0.13 then 0.11 ms), measured 1.1 ms per commit, 5.3 ms eager and a 4.8 ms fold. Every durable row scales with the floor, which on this
+//! shared disk drifts between 0.1 and 2 ms within minutes; across other runs within the same
+//! hour `txn/commit_10_files` measured 0.41–0.68 ms at floors of 0.12–0.21 ms. Where the
+//! time goes:
 //!
-//! * A transaction commit needs one fdatasync (its intent in the WAL), but applying ten files
-//!   costs ten file creations, exchanges and unlinks; on this VM most of that time is ext4's
-//!   inode allocator skipping recently deleted inodes (`recently_deleted`, done only on
-//!   file systems without a journal), not I/O. The files' fdatasyncs are amortized by
-//!   checkpoints: [`txn::TxnOptions`]. Eager syncing (the seed design's order) costs 11
-//!   fdatasyncs per commit.
-//! * Reopening folds every record of the WAL, after the WAL's own recovery has read them once;
-//!   both passes are CPU-bound (about 0.5 µs per record each on a shared core). WAL
+//! * A transaction commit is one fdatasync of its intent (the ten files' bytes: 11 KB, about
+//!   twice the 300-byte floor on this disk), then per file a write into its spare, an
+//!   exchange and an lstat (5–15 µs, mostly ext4's rename), and every 32 commits a checkpoint
+//!   whose eleven syncs run concurrently (about one to two floors; see [`txn`]). Before: a
+//!   file creation and an unlink per file and the checkpoint's syncs one after another.
+//!   Eager syncing (the seed design's order) still waits for a checkpoint per commit.
+//! * Reopening folds every record of the WAL after the WAL's own recovery has read them once.
+//!   The fold appends records while keys arrive in order and bulk-builds the view (about
+//!   0.1 µs per record over the WAL's iteration, which allocates every record it hands out);
+//!   a borrowed-record scan in the WAL would let it allocate only what it keeps. WAL
 //!   compaction bounds the records to the live keys; a store much larger than agent state
 //!   would need a persisted view, which is not built.
+//! * The bench rows include the WAL's own periodic work: a segment rotation zero-fills the
+//!   next segment (16 MiB here) inside the append that triggers it, and compaction runs
+//!   in the background after rotations.
 //!
 //! [`Wal::append_batch`]: crate::Wal::append_batch
 //! [`Kind::State`]: crate::Kind::State
