@@ -126,6 +126,17 @@ fn scans<F: BackendFactory>(f: &mut F) -> Result<(), String> {
         b.range("q", Some("p")).map_err(s)?.is_empty(),
         "inverted range not empty"
     );
+    let got = b.keys("p/a/x", Some("q")).map_err(s)?;
+    ensure!(got == ["p/a/x", "p/b", "p0"], "keys gave {got:?}");
+    let got = b.keys("p/", None).map_err(s)?;
+    ensure!(
+        got == ["p/a", "p/a/x", "p/b", "p0", "q/a"],
+        "keys gave {got:?}"
+    );
+    ensure!(
+        b.keys("q", Some("p")).map_err(s)?.is_empty(),
+        "inverted key range not empty"
+    );
     Ok(())
 }
 

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Mutation, StoreError, decode, encode, validate_segment};
+use super::{Backend, Mutation, StoreError, decode, encode, push_padded, validate_segment};
 
 /// Default automatic snapshot threshold (the seed design's "every 100 entries").
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
@@ -76,6 +76,7 @@ pub struct Snapshot {
     /// Sequence number of the last entry folded into `state`.
     pub cursor: u64,
     /// The folded state.
+    #[serde(with = "super::raw_bytes")]
     pub state: Vec<u8>,
 }
 
@@ -112,7 +113,11 @@ impl<B: Backend> std::fmt::Debug for Journals<B> {
 }
 
 fn entry_key(stream: &str, seq: u64) -> String {
-    format!("{stream}/e/{seq:020}")
+    let mut key = String::with_capacity(stream.len() + 23);
+    key.push_str(stream);
+    key.push_str("/e/");
+    push_padded(&mut key, seq, 20);
+    key
 }
 
 fn snapshot_key(stream: &str) -> String {
@@ -300,11 +305,7 @@ impl<B: Backend> Journals<B> {
         durable: bool,
     ) -> Result<u64, StoreError> {
         let (state, cursor) = self.fold(stream)?;
-        let mut batch: Vec<Mutation> = self
-            .read(stream, ..=cursor)?
-            .into_iter()
-            .map(|(seq, _)| Mutation::Delete(entry_key(stream, seq)))
-            .collect();
+        let mut batch = self.entry_deletes(stream, cursor)?;
         let snap = Snapshot { cursor, state };
         batch.push(Mutation::Put(
             snapshot_key(stream),
@@ -334,11 +335,7 @@ impl<B: Backend> Journals<B> {
                 snapshot,
             });
         }
-        let batch: Vec<Mutation> = self
-            .read(stream, ..=cursor)?
-            .into_iter()
-            .map(|(seq, _)| Mutation::Delete(entry_key(stream, seq)))
-            .collect();
+        let batch = self.entry_deletes(stream, cursor)?;
         let n = batch.len();
         self.backend.commit(batch)?;
         Ok(n)
@@ -348,15 +345,26 @@ impl<B: Backend> Journals<B> {
     pub fn delete(&self, stream: &str) -> Result<(), StoreError> {
         validate_segment("stream", stream)?;
         let mut streams = self.lock();
+        // '0' follows '/': every key of the stream, and only those.
         let batch: Vec<Mutation> = self
             .backend
-            .scan_prefix(&format!("{stream}/"))?
+            .keys(&format!("{stream}/"), Some(&format!("{stream}0")))?
             .into_iter()
-            .map(|(k, _)| Mutation::Delete(k))
+            .map(Mutation::Delete)
             .collect();
         self.backend.commit(batch)?;
         streams.remove(stream);
         Ok(())
+    }
+
+    /// Deletes of every entry of `stream` through `cursor`.
+    fn entry_deletes(&self, stream: &str, cursor: u64) -> Result<Vec<Mutation>, StoreError> {
+        let hi = match cursor.checked_add(1) {
+            Some(next) => entry_key(stream, next),
+            None => format!("{stream}/e0"), // '0' follows '/'
+        };
+        let keys = self.backend.keys(&entry_key(stream, 0), Some(&hi))?;
+        Ok(keys.into_iter().map(Mutation::Delete).collect())
     }
 
     /// The latest snapshot and every entry after it.

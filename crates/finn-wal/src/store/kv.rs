@@ -75,6 +75,7 @@ pub struct Entry {
     /// Unix milliseconds after which it is gone (`None`: never).
     pub expires_at_ms: Option<u64>,
     /// The caller's bytes.
+    #[serde(with = "super::raw_bytes")]
     pub value: Vec<u8>,
 }
 

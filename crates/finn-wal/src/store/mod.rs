@@ -44,38 +44,46 @@
 //!
 //! # Cost (measured by `benches/store.rs`, against the seed-002 targets)
 //! The seed design targets a WAL write < 10 ms, a replay < 100 ms and a clear < 5 ms; finn
-//! aims to beat each by 20×. Medians of `cargo bench -p finn-wal --bench store -- --quick` on
-//! the development VM: 2 cores shared with other builds, ext4 *without a journal* on a virtio
-//! disk whose fdatasync drifted from 1.3 ms to 0.13 ms within one run, so each row is given
-//! with the device floor (`raw/pwrite+fdatasync`) of its moment:
+//! aims to beat each by 20×. Medians of one `cargo bench -p finn-wal --bench store` run on the
+//! development VM: 2 cores shared with other builds (load ≈ 2), ext4 *without a journal* on a
+//! virtio disk whose fdatasync floor (`raw/pwrite+fdatasync`: 300 bytes + fdatasync) was
+//! 0.12 ms at the start of the run and 0.13 ms at its end:
 //!
-//! | operation | measured | floor then | seed target | ratio |
-//! |---|---|---|---|---|
-//! | `kv/put_sync` (one durable put: the "WAL write") | 0.14 ms | 0.11–0.14 ms | 10 ms | 70× |
-//! | `journal/append_sync` | 0.20 ms | ≈ 0.13 ms | 10 ms | 50× |
-//! | `journal/delete_100` (the "clear": one durable batch) | 0.18 ms | ≈ 0.13 ms | 5 ms | 27× |
-//! | `txn/commit_10_files` (default, checkpoint every 32) | 1.3 ms | 0.11–0.14 ms | 10 ms | 7.4× |
-//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 4.2 ms | 0.11–0.14 ms | 10 ms | 2.4× |
-//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 11.0 ms | — | 100 ms | 9.1× |
-//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 4.9 ms | — | — | — |
-//! | — of which `replay/fold_10k` (the store's fold) | 5.1 ms | — | — | — |
-//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 19 µs | — | 100 ms | 5300× |
-//! | `kv/get` | 0.7 µs | — | — | — |
+//! | operation | measured | seed target | ratio |
+//! |---|---|---|---|
+//! | `kv/put_sync` (one durable put: the "WAL write") | 0.14 ms | 10 ms | 71× |
+//! | `journal/append_sync` | 0.14 ms | 10 ms | 72× |
+//! | `journal/delete_100` (the "clear": 100 entries, one durable batch) | 0.20 ms | 5 ms | 25× |
+//! | `txn/commit_10_files` (default, checkpoint every 32) | 0.41 ms | 10 ms | 24× |
+//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 1.2 ms | 10 ms | 8.5× |
+//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 8.3 ms | 100 ms | 12× |
+//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 3.9 ms | — | — |
+//! | — of which `replay/fold_10k` (the store's fold) | 2.3 ms | — | — |
+//! | — of which `replay/iter_10k` (the WAL reading the records back) | 1.1 ms | — | — |
+//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 12 µs | 100 ms | 8000× |
+//! | `kv/get` | 0.26 µs | — | — |
 //!
-//! When the disk is busy (floor 1.3–3 ms) every durable row scales with it: a durable write
-//! costs one fdatasync plus 10–50 µs, so the 20× targets (a 0.5 ms write, a 0.25 ms clear)
-//! hold only while the floor stays below about 0.4 ms and 0.2 ms. The misses:
+//! The code before the changes described below, run just before under the same conditions
+//! (floor 0.13 then 0.11 ms), measured 1.1 ms per commit, 5.3 ms eager and a 4.8 ms fold. Every durable row scales with the floor, which on this
+//! shared disk drifts between 0.1 and 2 ms within minutes; across other runs within the same
+//! hour `txn/commit_10_files` measured 0.41–0.68 ms at floors of 0.12–0.21 ms. Where the
+//! time goes:
 //!
-//! * A transaction commit needs one fdatasync (its intent in the WAL), but applying ten files
-//!   costs ten file creations, exchanges and unlinks; on this VM most of that time is ext4's
-//!   inode allocator skipping recently deleted inodes (`recently_deleted`, done only on
-//!   file systems without a journal), not I/O. The files' fdatasyncs are amortized by
-//!   checkpoints: [`txn::TxnOptions`]. Eager syncing (the seed design's order) costs 11
-//!   fdatasyncs per commit.
-//! * Reopening folds every record of the WAL, after the WAL's own recovery has read them once;
-//!   both passes are CPU-bound (about 0.5 µs per record each on a shared core). WAL
+//! * A transaction commit is one fdatasync of its intent (the ten files' bytes: 11 KB, about
+//!   twice the 300-byte floor on this disk), then per file a write into its spare, an
+//!   exchange and an lstat (5–15 µs, mostly ext4's rename), and every 32 commits a checkpoint
+//!   whose eleven syncs run concurrently (about one to two floors; see [`txn`]). Before: a
+//!   file creation and an unlink per file and the checkpoint's syncs one after another.
+//!   Eager syncing (the seed design's order) still waits for a checkpoint per commit.
+//! * Reopening folds every record of the WAL after the WAL's own recovery has read them once.
+//!   The fold appends records while keys arrive in order and bulk-builds the view (about
+//!   0.1 µs per record over the WAL's iteration, which allocates every record it hands out);
+//!   a borrowed-record scan in the WAL would let it allocate only what it keeps. WAL
 //!   compaction bounds the records to the live keys; a store much larger than agent state
 //!   would need a persisted view, which is not built.
+//! * The bench rows include the WAL's own periodic work: a segment rotation zero-fills the
+//!   next segment (16 MiB here) inside the append that triggers it, and compaction runs
+//!   in the background after rotations.
 //!
 //! [`Wal::append_batch`]: crate::Wal::append_batch
 //! [`Kind::State`]: crate::Kind::State
@@ -179,6 +187,65 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     crate::codec::decode(bytes).map_err(|source| StoreError::Codec { what, source })
 }
 
+/// Serde for the byte vectors of stored values (`#[serde(with = "raw_bytes")]`): one
+/// `serialize_bytes` instead of a sequence of `u8` elements, which costs the encoder a call
+/// per byte. bincode encodes both the same way (varint length, then the bytes), so stored
+/// records do not change; other formats that send bytes as a sequence still decode.
+pub(crate) mod raw_bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits (so key order is numeric order):
+/// what `format!("{n:0width$}")` writes, without the formatter's per-character padding.
+pub(crate) fn push_padded(key: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    while rest > 0 {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    // Zero itself is one digit.
+    let at = at.min(digits.len() - 1);
+    for _ in digits.len() - at..width {
+        key.push('0');
+    }
+    key.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
 /// Checks a name used as one key segment: non-empty, at most 256 bytes, no `/`, no control
 /// characters.
 pub fn validate_segment(what: &'static str, name: &str) -> Result<(), StoreError> {
@@ -245,6 +312,16 @@ pub trait Backend: Send + Sync {
         let end = prefix_end(prefix);
         self.range(prefix, end.as_deref())
     }
+
+    /// The keys of [`range`](Self::range), without the values: what deletes need.
+    /// Implementations should override the default, which clones the values and drops them.
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .range(start, end)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -262,6 +339,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         (**self).scan_prefix(prefix)
+    }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        (**self).keys(start, end)
     }
 }
 
@@ -283,17 +363,30 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
 
 type Map = BTreeMap<String, Vec<u8>>;
 
-fn range_of(map: &Map, start: &str, end: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    let upper = match end {
-        Some(e) => Bound::Excluded(e.to_owned()),
-        None => Bound::Unbounded,
+fn entries<'m>(
+    map: &'m Map,
+    start: &str,
+    end: Option<&str>,
+) -> impl Iterator<Item = (&'m String, &'m Vec<u8>)> {
+    // An inverted range is empty (`BTreeMap::range` would panic on it).
+    let bounds = match end {
+        Some(e) if e <= start => None,
+        Some(e) => Some((Bound::Included(start), Bound::Excluded(e))),
+        None => Some((Bound::Included(start), Bound::Unbounded)),
     };
-    if end.is_some_and(|e| e <= start) {
-        return Vec::new();
-    }
-    map.range((Bound::Included(start.to_owned()), upper))
+    bounds
+        .into_iter()
+        .flat_map(|b| map.range::<str, (Bound<&str>, Bound<&str>)>(b))
+}
+
+fn range_of(map: &Map, start: &str, end: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    entries(map, start, end)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+fn keys_of(map: &Map, start: &str, end: Option<&str>) -> Vec<String> {
+    entries(map, start, end).map(|(k, _)| k.clone()).collect()
 }
 
 fn apply(map: &mut Map, batch: Vec<Mutation>) {
@@ -345,11 +438,90 @@ impl Backend for MemoryBackend {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         Ok(range_of(&map, start, end))
     }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(keys_of(&map, start, end))
+    }
     fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
         check_keys(&batch)?;
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         apply(&mut map, batch);
         Ok(())
+    }
+}
+
+/// Folds a log of puts and deletes (in LSN order) into the newest value per key.
+///
+/// Inserting record by record into a `BTreeMap` costs a root-to-leaf search of string
+/// comparisons per record (about 40 for 10,000 keys arriving in order). Instead the operations
+/// are appended to a vector, which stays *settled* (sorted, one entry per key, no deletes) as
+/// long as keys arrive in increasing order, the common case in a log (journal sequence
+/// numbers, transaction ids, bulk loads): then a record costs one comparison with the previous
+/// key, and a delete of a key not seen yet is dropped at once. Once keys arrive out of order,
+/// the vector is settled whenever it doubles past its settled length: a stable sort by key
+/// (linear on runs already in order), one pass keeping each key's newest operation and
+/// dropping deleted keys. That bounds memory by twice the live state (plus
+/// [`Fold::MIN_SETTLE`] operations) however often keys were rewritten. The map is bulk-built
+/// from the settled vector at the end.
+struct Fold {
+    ops: Vec<(String, Option<Vec<u8>>)>,
+    /// Whether `ops` is settled.
+    settled: bool,
+    settle_at: usize,
+}
+
+impl Fold {
+    const MIN_SETTLE: usize = 4096;
+
+    fn new() -> Self {
+        Fold {
+            ops: Vec::new(),
+            settled: true,
+            settle_at: Self::MIN_SETTLE,
+        }
+    }
+
+    fn push(&mut self, key: String, value: Option<Vec<u8>>) {
+        if self.settled {
+            match self.ops.last() {
+                Some((last, _)) if *last >= key => self.settled = false,
+                // A key above every key so far has no earlier operation to undo.
+                _ if value.is_none() => return,
+                _ => {}
+            }
+        } else if self.ops.len() >= self.settle_at {
+            self.settle();
+            self.settle_at = (self.ops.len() * 2).max(Self::MIN_SETTLE);
+            return self.push(key, value);
+        }
+        self.ops.push((key, value));
+    }
+
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        // Stable: a key's operations stay in LSN order.
+        self.ops.sort_by(|a, b| a.0.cmp(&b.0));
+        // `dedup_by` keeps the first of equal neighbours; swapping moves the newer one into it.
+        self.ops.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        self.ops.retain(|(_, v)| v.is_some());
+        self.settled = true;
+    }
+
+    fn into_map(mut self) -> Map {
+        self.settle();
+        // Sorted and unique: `collect` bulk-builds the tree (its own sort check is one pass).
+        self.ops
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
     }
 }
 
@@ -383,7 +555,7 @@ impl WalBackend {
     pub fn open(wal: Arc<Wal>, namespace: &str) -> Result<Self, StoreError> {
         validate_segment("namespace", namespace)?;
         let prefix = format!("{namespace}/");
-        let mut map = Map::new();
+        let mut fold = Fold::new();
         for r in wal.iter_from(Lsn::ZERO)? {
             let r = r?;
             if r.kind != Kind::State {
@@ -392,22 +564,18 @@ impl WalBackend {
             let Some(mut key) = r.key.filter(|k| k.starts_with(prefix.as_str())) else {
                 continue;
             };
-            // Reuse the record's allocation for the view's key.
+            // Reuse the record's allocations for the view's key and value.
             key.drain(..prefix.len());
             match r.op {
-                Op::Put => {
-                    map.insert(key, r.payload);
-                }
-                Op::Delete => {
-                    map.remove(&key);
-                }
+                Op::Put => fold.push(key, Some(r.payload)),
+                Op::Delete => fold.push(key, None),
                 Op::Event => {}
             }
         }
         Ok(Self {
             wal,
             prefix,
-            map: RwLock::new(map),
+            map: RwLock::new(fold.into_map()),
         })
     }
 
@@ -421,15 +589,17 @@ impl WalBackend {
             return Ok(());
         }
         check_keys(&batch)?;
+        let wal_key = |k: &str| {
+            let mut key = String::with_capacity(self.prefix.len() + k.len());
+            key.push_str(&self.prefix);
+            key.push_str(k);
+            key
+        };
         let records = batch
             .iter()
             .map(|m| match m {
-                Mutation::Put(k, v) => {
-                    NewRecord::put(Kind::State, format!("{}{k}", self.prefix), v.clone())
-                }
-                Mutation::Delete(k) => {
-                    NewRecord::delete(Kind::State, format!("{}{k}", self.prefix))
-                }
+                Mutation::Put(k, v) => NewRecord::put(Kind::State, wal_key(k), v.clone()),
+                Mutation::Delete(k) => NewRecord::delete(Kind::State, wal_key(k)),
             })
             .collect();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
@@ -447,6 +617,10 @@ impl Backend for WalBackend {
     fn range(&self, start: &str, end: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         Ok(range_of(&map, start, end))
+    }
+    fn keys(&self, start: &str, end: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(keys_of(&map, start, end))
     }
     fn commit(&self, batch: Vec<Mutation>) -> Result<(), StoreError> {
         self.write(batch, Durability::Sync)
@@ -478,6 +652,104 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec!["a/1"]);
+    }
+
+    #[test]
+    fn fold_keeps_the_newest_operation_per_key() {
+        // Enough operations for several settles midway, keys rewritten and deleted in a
+        // scrambled order, checked against inserting record by record.
+        let mut fold = Fold::new();
+        let mut reference = Map::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..40_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("k{}", x % 3000);
+            if x.is_multiple_of(5) {
+                fold.push(key.clone(), None);
+                reference.remove(&key);
+            } else {
+                let value = i.to_le_bytes().to_vec();
+                fold.push(key.clone(), Some(value.clone()));
+                reference.insert(key, value);
+            }
+        }
+        assert!(fold.ops.len() < 40_000, "never settled");
+        assert_eq!(fold.into_map(), reference);
+        assert_eq!(Fold::new().into_map(), Map::new());
+
+        // Keys in order, with deletes of unseen keys and a late rewrite and delete.
+        let mut fold = Fold::new();
+        let mut reference = Map::new();
+        for i in 0..10_000u32 {
+            let key = format!("k{i:05}");
+            if i.is_multiple_of(7) {
+                fold.push(key, None);
+            } else {
+                fold.push(key.clone(), Some(vec![1]));
+                reference.insert(key, vec![1]);
+            }
+        }
+        assert!(fold.settled);
+        fold.push("k00001".into(), Some(vec![2]));
+        fold.push("k00002".into(), None);
+        assert!(!fold.settled);
+        reference.insert("k00001".into(), vec![2]);
+        reference.remove("k00002");
+        assert_eq!(fold.into_map(), reference);
+    }
+
+    #[test]
+    fn raw_bytes_encode_as_the_derived_vec_did() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Derived {
+            n: u64,
+            bytes: Vec<u8>,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Raw {
+            n: u64,
+            #[serde(with = "raw_bytes")]
+            bytes: Vec<u8>,
+        }
+        for len in [0usize, 1, 250, 251, 300, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let old = encode(
+                "t",
+                &Derived {
+                    n: 3,
+                    bytes: bytes.clone(),
+                },
+            )
+            .unwrap();
+            let new = encode(
+                "t",
+                &Raw {
+                    n: 3,
+                    bytes: bytes.clone(),
+                },
+            )
+            .unwrap();
+            assert_eq!(old, new, "len {len}");
+            assert_eq!(decode::<Raw>("t", &old).unwrap().bytes, bytes);
+        }
+        // Formats that hand bytes over as a sequence.
+        let seq = serde::de::value::SeqDeserializer::<_, serde::de::value::Error>::new(
+            vec![1u8, 2].into_iter(),
+        );
+        assert_eq!(raw_bytes::deserialize(seq).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn padded_numbers_match_the_formatter() {
+        for n in [0u64, 7, 10, 999_999, 1_000_000, 12_345_678_901, u64::MAX] {
+            for width in [0usize, 6, 20] {
+                let mut key = String::from("k/");
+                push_padded(&mut key, n, width);
+                assert_eq!(key, format!("k/{n:0width$}"));
+            }
+        }
     }
 
     #[test]

@@ -7,22 +7,39 @@
 //! 1. `commit` writes every operation of the transaction to the backend in one atomic, durable
 //!    batch under `<scope>/op/<txid>/<n>` (one fdatasync). Before that point nothing on disk
 //!    changed; a crash loses the uncommitted transaction and nothing else.
-//! 2. Each file is written to a temp file in its directory and renamed over its target, without
-//!    an fsync: the new contents are visible at once, and the transaction is durable through its
-//!    intent.
+//! 2. Each file is written under its temp name `.finn-txn.<name>` in its directory and swapped
+//!    with its target (`renameat2(RENAME_EXCHANGE)`), without an fsync: the new contents are
+//!    visible at once, and the transaction is durable through its intent. The displaced
+//!    version stays under the temp name as the file's *spare*, and the next write of that file
+//!    overwrites the spare in place instead of creating a new file (inode allocation and
+//!    freeing are most of what an apply would cost otherwise). Both inodes of up to 32
+//!    recently written files stay open, so such a write needs no open or close either.
 //! 3. A *checkpoint* ([`TxnOptions::checkpoint_every`] transactions or
 //!    [`TxnOptions::checkpoint_bytes`] of intents after the last one, or [`StateDir::checkpoint`])
 //!    fdatasyncs every file touched since the last checkpoint and fsyncs every changed directory,
 //!    and only then retires those intents in one batch (op keys deleted, `<scope>/applied` set).
 //!    That batch is relaxed: if it is lost, the intents are applied again, which is idempotent.
+//!    Then it unlinks the spares that no write used since the previous checkpoint (an
+//!    explicit [`StateDir::checkpoint`] unlinks all of them).
 //!
 //! [`StateDir::open`] re-applies every intent not retired, in txid order, by rewriting every file
-//! it names from the log (it never trusts what is on disk: after a power loss a renamed but
-//! unsynced file may be empty or stale), checkpoints, and removes stray temp files. So after a
-//! crash or power loss at any point, opening leaves every file of every acknowledged
-//! transaction at its new version; a transaction whose commit did not reach the log leaves its
-//! old one. Between a power loss and that open, a reader bypassing [`StateDir`] may see files of
-//! uncheckpointed transactions at their old, new or truncated contents.
+//! it names from the log (it never trusts what is on disk: after a power loss a swapped but
+//! unsynced file may be empty or stale, and a spare overwritten in place may be what the name
+//! points to again), checkpoints, and removes stray temp files. Every change to an inode that
+//! the disk may still show under a file's name happens while an unretired intent covers that
+//! file. So after a crash or power loss at any point, opening leaves every file of every
+//! acknowledged transaction at its new version; a transaction whose commit did not reach the
+//! log leaves its old one.
+//!
+//! What a reader bypassing [`StateDir`] may see: between a power loss and the next open, files
+//! of uncheckpointed transactions at their old, new or torn contents; between checkpoints,
+//! the hidden `.finn-txn.*` spares beside recently written files (the previous version of each
+//! file written in the last two checkpoint periods, so such a file takes up to twice its
+//! size on disk; [`StateDir::checkpoint`] removes them); and, if it keeps a file open
+//! across two commits that both write it, the second commit's bytes (the spare it overwrites is
+//! the inode that reader opened). [`StateDir::read`] holds a lock against applies and always
+//! sees whole versions. File permissions are not managed: a file's mode is that of whichever
+//! inode holds its current version.
 //!
 //! ```
 //! use finn_wal::store::{MemoryBackend, txn::StateDir};
@@ -41,19 +58,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Mutation, StoreError, decode, encode, validate_segment};
+use super::{Backend, Mutation, StoreError, decode, encode, push_padded, validate_segment};
 use crate::fs::sync_dir;
 
 /// Name prefix of the temp files a transaction writes before renaming them into place; paths
 /// whose components start with it are refused.
 pub const TEMP_PREFIX: &str = ".finn-txn.";
+
+/// Longest file or directory name a path may hold: 255 bytes (the usual `NAME_MAX`) less
+/// [`TEMP_PREFIX`].
+pub const MAX_NAME_LEN: usize = 255 - TEMP_PREFIX.len();
 
 /// One staged operation, as stored in the intent record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +83,7 @@ pub enum FileOp {
         /// Path relative to the state directory, `/`-separated.
         path: String,
         /// The new contents.
+        #[serde(with = "super::raw_bytes")]
         bytes: Vec<u8>,
     },
     /// Remove the file (or empty directory); absent is fine.
@@ -157,6 +178,28 @@ struct Unsynced {
     files: BTreeSet<PathBuf>,
     /// Directories whose entries changed since the last checkpoint.
     dirs: BTreeSet<PathBuf>,
+    /// Files written since the last checkpoint or the one before, by target path.
+    slots: HashMap<PathBuf, Slot>,
+}
+
+/// Most files whose descriptors a [`StateDir`] keeps open between writes (two each).
+const MAX_OPEN_SLOTS: usize = 32;
+
+/// What a [`StateDir`] keeps about a recently written file.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Whether its spare exists: the version displaced by its last swap, under its temp name,
+    /// which the next write overwrites in place.
+    spare: bool,
+    /// Whether a write used it since the last checkpoint.
+    used: bool,
+    /// Whether its descriptors are kept (decided when the slot is made, which bounds the
+    /// open slots by [`MAX_OPEN_SLOTS`]).
+    keep_open: bool,
+    /// The open current version (the inode the name points to) and its inode number.
+    current: Option<(std::fs::File, u64)>,
+    /// The open spare, when it is the inode `current` held before the last swap.
+    spare_file: Option<std::fs::File>,
 }
 
 #[derive(Debug)]
@@ -174,6 +217,10 @@ pub struct StateDir<B: Backend> {
     scope: String,
     options: TxnOptions,
     inner: Mutex<Inner>,
+    // Held shared by `read` and exclusively while files are applied: an apply overwrites a
+    // displaced inode in place, which a reader that opened the file two commits earlier could
+    // otherwise still be reading.
+    files: RwLock<()>,
 }
 
 impl<B: Backend> StateDir<B> {
@@ -211,6 +258,7 @@ impl<B: Backend> StateDir<B> {
                 poisoned: false,
                 unsynced,
             }),
+            files: RwLock::new(()),
         };
         let mut report = TxnRecovery {
             temp_files_removed: remove_temp_files(&dir.root)?,
@@ -224,13 +272,13 @@ impl<B: Backend> StateDir<B> {
         let mut next = applied + 1;
         for (txid, ops) in dir.pending()? {
             // Rewrite every file from the intent: what is on disk may be stale or truncated.
-            dir.apply(txid, &ops, &mut inner.unsynced)?;
+            dir.apply(&ops, &mut inner.unsynced)?;
             inner.unsynced.txns.push((txid, ops.len()));
             report.reapplied.push(txid);
             next = next.max(txid + 1);
         }
         // Also makes the root's creation durable on a first open.
-        dir.checkpoint_locked(&mut inner)?;
+        dir.checkpoint_locked(&mut inner, Spares::RemoveAll)?;
         inner.next_txid = next;
         drop(inner);
         if !report.reapplied.is_empty() {
@@ -255,6 +303,7 @@ impl<B: Backend> StateDir<B> {
     /// Reads a committed file (`None` if absent).
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let full = self.root.join(checked_path(path)?);
+        let _files = self.files.read().unwrap_or_else(|e| e.into_inner());
         match std::fs::read(&full) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -262,17 +311,23 @@ impl<B: Backend> StateDir<B> {
         }
     }
 
-    /// Makes the files of every committed transaction durable on disk and retires their
-    /// intents; returns how many transactions it retired. Commits do this on their own by
-    /// [`TxnOptions`]; call it before handing the directory to something that reads the files
-    /// without opening the `StateDir` (a backup, another program).
+    /// Makes the files of every committed transaction durable on disk, retires their intents,
+    /// removes every temp file and closes the descriptors kept open between writes; returns
+    /// how many transactions it retired. Commits do this
+    /// on their own by [`TxnOptions`] (keeping the temp files of recently written files for
+    /// reuse); call it before handing the directory to something that reads the files without
+    /// opening the `StateDir` (a backup, another program).
     pub fn checkpoint(&self) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         if inner.poisoned {
             return Err(StoreError::Poisoned);
         }
         let n = inner.unsynced.txns.len();
-        self.checkpoint_locked(&mut inner)?;
+        if let Err(e) = self.checkpoint_locked(&mut inner, Spares::RemoveAll) {
+            // A failed fsync must not be retried: its pages may be marked clean and lost.
+            inner.poisoned = true;
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -294,7 +349,13 @@ impl<B: Backend> StateDir<B> {
     }
 
     fn op_key(&self, txid: u64, n: usize) -> String {
-        format!("{}/op/{txid:020}/{n:06}", self.scope)
+        let mut key = String::with_capacity(self.scope.len() + 32);
+        key.push_str(&self.scope);
+        key.push_str("/op/");
+        push_padded(&mut key, txid, 20);
+        key.push('/');
+        push_padded(&mut key, n as u64, 6);
+        key
     }
 
     fn pending(&self) -> Result<BTreeMap<u64, Vec<FileOp>>, StoreError> {
@@ -343,13 +404,13 @@ impl<B: Backend> StateDir<B> {
         // The intent is durable: from here a failure must not be retried in-process (a failed
         // fsync's outcome is unknown); reopening re-applies the intent from the log.
         let result = (|| {
-            self.apply(txid, &ops, &mut inner.unsynced)?;
+            self.apply(&ops, &mut inner.unsynced)?;
             inner.unsynced.txns.push((txid, ops.len()));
             inner.unsynced.intent_bytes += bytes;
             let due = inner.unsynced.txns.len() >= self.options.checkpoint_every as usize
                 || inner.unsynced.intent_bytes >= self.options.checkpoint_bytes;
             if due {
-                self.checkpoint_locked(&mut inner)?;
+                self.checkpoint_locked(&mut inner, Spares::RemoveIdle)?;
             }
             Ok(due)
         })();
@@ -368,38 +429,22 @@ impl<B: Backend> StateDir<B> {
 
     /// Syncs every file and directory the unsynced transactions touched, then retires them.
     /// The caller poisons the store on failure.
-    fn checkpoint_locked(&self, inner: &mut Inner) -> Result<(), StoreError> {
+    fn checkpoint_locked(&self, inner: &mut Inner, spares: Spares) -> Result<(), StoreError> {
         let u = &mut inner.unsynced;
-        for f in &u.files {
-            match std::fs::File::open(f) {
-                // A later transaction may have replaced the file by a directory.
-                Ok(file) => file.sync_data().map_err(io(f))?,
-                // Deleted by a later transaction: the directory sync covers it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        path: f.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        for d in &u.dirs {
-            match sync_dir(d) {
-                Ok(()) => {}
-                // Removed by a later transaction: its parent is in the set too.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        path: d.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+        let jobs: Vec<SyncJob<'_>> =
+            (u.files
+                .iter()
+                .map(|f| match u.slots.get(f).and_then(|s| s.current.as_ref()) {
+                    Some((file, _)) => SyncJob::Open(f, file),
+                    None => SyncJob::File(f),
+                }))
+            .chain(u.dirs.iter().map(|d| SyncJob::Dir(d)))
+            .collect();
+        sync_all(&jobs)?;
         u.files.clear();
         u.dirs.clear();
         let Some(&(last, _)) = u.txns.last() else {
+            remove_spares(&mut u.slots, spares);
             return Ok(());
         };
         // Only now, with the files durable, may the intents go.
@@ -414,18 +459,19 @@ impl<B: Backend> StateDir<B> {
         self.backend.commit_relaxed(batch)?;
         u.txns.clear();
         u.intent_bytes = 0;
+        remove_spares(&mut u.slots, spares);
         Ok(())
     }
 
-    fn apply(&self, txid: u64, ops: &[FileOp], u: &mut Unsynced) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[FileOp], u: &mut Unsynced) -> Result<(), StoreError> {
+        let _files = self.files.write().unwrap_or_else(|e| e.into_inner());
         for op in ops {
             let rel = checked_path(op.path())?;
             let full = self.root.join(&rel);
             let parent = full.parent().unwrap_or(&self.root).to_path_buf();
             match op {
                 FileOp::Write { bytes, .. } => {
-                    create_dirs(&parent, &mut u.dirs)?;
-                    write_replace(&full, &parent, txid, bytes)?;
+                    write_replace(&full, &parent, bytes, u)?;
                     u.files.insert(full);
                     u.dirs.insert(parent);
                 }
@@ -438,10 +484,25 @@ impl<B: Backend> StateDir<B> {
                     match result {
                         Ok(()) => {
                             u.files.remove(&full);
-                            u.dirs.insert(parent);
+                            u.dirs.insert(parent.clone());
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(source) => return Err(StoreError::Io { path: full, source }),
+                    }
+                    // The deleted file's spare goes too (it would keep its directory from
+                    // being deleted, and nothing will write the file through it).
+                    let spare = spare_path(&full, &parent);
+                    if u.slots.remove(&full).is_some_and(|s| s.spare) {
+                        match std::fs::remove_file(&spare) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(source) => {
+                                return Err(StoreError::Io {
+                                    path: spare,
+                                    source,
+                                });
+                            }
+                        }
                     }
                 }
                 FileOp::Mkdir { .. } => create_dirs(&full, &mut u.dirs)?,
@@ -564,6 +625,11 @@ fn checked_path(path: &str) -> Result<PathBuf, StoreError> {
                 if name.to_string_lossy().starts_with(TEMP_PREFIX) {
                     return Err(bad("names starting with .finn-txn. are reserved"));
                 }
+                // The temp name (prefix + name) must fit the file system's 255-byte limit; a
+                // name refused only at apply time would poison the store after its commit.
+                if name.len() > MAX_NAME_LEN {
+                    return Err(bad("has a component longer than 245 bytes"));
+                }
                 out.push(name);
             }
             _ => return Err(bad("must be relative without '.' or '..' components")),
@@ -607,64 +673,238 @@ fn create_dirs(dir: &Path, dirty: &mut BTreeSet<PathBuf>) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Writes `bytes` to a temp file beside `target` and swaps it into place: readers see the old
-/// or the new contents, never a partial write. No fsync here; the checkpoint syncs.
-fn write_replace(target: &Path, parent: &Path, txid: u64, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!("{TEMP_PREFIX}{txid}.{name}"));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        replace(&tmp, target)
-    })();
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::Io {
-            path: target.to_path_buf(),
-            source,
-        });
-    }
-    Ok(())
+/// The temp name `target` is written under before it is swapped into place.
+fn spare_path(target: &Path, parent: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(TEMP_PREFIX);
+    name.push(target.file_name().unwrap_or_default());
+    parent.join(name)
 }
 
-/// Moves `tmp` over `target` atomically.
+/// Writes `bytes` under `target`'s temp name and swaps it into place: readers see the old or
+/// the new contents, never a partial write. No fsync here; the checkpoint syncs.
 ///
-/// On Linux an existing target is exchanged with `tmp` (`renameat2(RENAME_EXCHANGE)`) and the
-/// old contents, now under the temp name, unlinked. A plain rename over an existing file makes
-/// ext4 (`auto_da_alloc`) start writeback of the new file inside the rename, about 1 ms per
-/// file on a busy disk, for nothing: the checkpoint syncs the file anyway. A crash between the
-/// exchange and the unlink leaves a temp file that [`StateDir::open`] removes.
-fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
+/// The temp file is the spare left by the previous swap of the same file when there is one
+/// (the displaced version, overwritten in place), else a new file. Reusing the inode is what
+/// makes an apply cheap: creating and unlinking an inode per write costs ext4 its inode and
+/// block allocators (and, mounted with `discard`, a discard per freed block), while an
+/// overwrite in place only dirties pages. Truncating the spare to zero instead would make
+/// ext4 (`auto_da_alloc`) flush it on close.
+fn write_replace(
+    target: &Path,
+    parent: &Path,
+    bytes: &[u8],
+    u: &mut Unsynced,
+) -> Result<(), StoreError> {
+    let spare = spare_path(target, parent);
+    let mut slot = match u.slots.remove(target) {
+        Some(slot) => slot,
+        None => Slot {
+            keep_open: u.slots.len() < MAX_OPEN_SLOTS,
+            ..Slot::default()
+        },
+    };
+    let file = match slot.spare_file.take() {
+        Some(f) => f,
+        None => match open_spare(&spare) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_dirs(parent, &mut u.dirs)?;
+                open_spare(&spare).map_err(io(&spare))?
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: spare,
+                    source,
+                });
+            }
+        },
+    };
+    let result = (|| {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let meta = file.metadata()?;
+        file.write_all_at(bytes, 0)?;
+        if meta.len() > bytes.len() as u64 {
+            file.set_len(bytes.len() as u64)?;
+        }
+        Ok((meta.ino(), swap_in(&spare, target)?))
+    })();
+    match result {
+        Ok((ino, displaced)) => {
+            let previous = slot.current.take();
+            slot.used = true;
+            slot.spare = displaced.is_some();
+            if slot.keep_open {
+                // The displaced inode is the one `previous` holds, unless something else
+                // swapped the files meanwhile: then it is opened by name next time.
+                slot.spare_file = previous
+                    .filter(|(_, previous_ino)| Some(*previous_ino) == displaced)
+                    .map(|(f, _)| f);
+                slot.current = Some((file, ino));
+            }
+            u.slots.insert(target.to_path_buf(), slot);
+            Ok(())
+        }
+        Err(source) => {
+            // The slot (and its descriptors) goes; so does the temp file, whatever it holds.
+            let _ = std::fs::remove_file(&spare);
+            Err(StoreError::Io {
+                path: target.to_path_buf(),
+                source,
+            })
+        }
+    }
+}
+
+/// Opens (creating if missing) a temp file for writing without following a symlink: only
+/// this module creates names with [`TEMP_PREFIX`], so a symlink there is not ours to write
+/// through.
+fn open_spare(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Moves the written `spare` to `target` atomically; returns the inode number of the displaced
+/// previous version if `spare` now holds it, a regular file the next write of `target` may
+/// reuse.
+///
+/// On Linux an existing target is exchanged with `spare` (`renameat2(RENAME_EXCHANGE)`). A
+/// plain rename over an existing file makes ext4 (`auto_da_alloc`) start writeback of the new
+/// file inside the rename, about 1 ms per file on a busy disk, for nothing: the checkpoint
+/// syncs the file anyway. Elsewhere, or without a target, it is a plain rename.
+fn swap_in(spare: &Path, target: &Path) -> std::io::Result<Option<u64>> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         use rustix::io::Errno;
-        match renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
+        match renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE) {
             Ok(()) => {
-                return match std::fs::remove_file(tmp) {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        // The target was a directory (a plain rename would have refused it):
-                        // swap back and report.
-                        let _ = renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE);
-                        Err(e)
-                    }
-                };
+                use std::os::unix::fs::MetadataExt;
+                let displaced = std::fs::symlink_metadata(spare)?;
+                if displaced.is_file() {
+                    return Ok(Some(displaced.ino()));
+                }
+                if displaced.is_dir() {
+                    // A plain rename would have refused to replace a directory: swap back.
+                    renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE)?;
+                    return Err(Errno::ISDIR.into());
+                }
+                // A symlink or special file the write replaced: not reusable.
+                std::fs::remove_file(spare)?;
+                return Ok(None);
             }
             // No target yet (a plain rename is cheap then), or a file system without exchange.
             Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    std::fs::rename(tmp, target)
+    std::fs::rename(spare, target)?;
+    Ok(None)
+}
+
+/// Most threads a checkpoint syncs with (the calling one included).
+const SYNC_THREADS: usize = 8;
+
+/// One sync of a checkpoint.
+#[derive(Clone, Copy, Debug)]
+enum SyncJob<'a> {
+    /// fdatasync a file through the descriptor the store keeps open.
+    Open(&'a Path, &'a std::fs::File),
+    /// fdatasync a file, opening it.
+    File(&'a Path),
+    /// fsync a directory.
+    Dir(&'a Path),
+}
+
+/// Runs every sync of a checkpoint; a path that no longer exists is skipped (a later
+/// transaction deleted it, and its directory is in the list too).
+///
+/// The syncs are issued from up to [`SYNC_THREADS`] threads at once. One after another, a
+/// checkpoint of ten files waits for eleven device flushes in a row; issued together, the
+/// block layer merges their flushes (measured on ext4 over virtio: ten dirty files synced
+/// concurrently in 1.2–2× the time of one fdatasync, against 10× in a row). The outcome is
+/// the same: every sync done, or an error, after which the caller poisons the store (a failed
+/// sync is never retried). If no thread can be started, the calling thread syncs alone.
+fn sync_all(jobs: &[SyncJob<'_>]) -> Result<(), StoreError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
+    let work = || {
+        while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let (path, synced) = match *job {
+                SyncJob::Open(path, file) => (path, file.sync_data()),
+                SyncJob::File(path) => {
+                    (path, std::fs::File::open(path).and_then(|f| f.sync_data()))
+                }
+                SyncJob::Dir(path) => (path, sync_dir(path)),
+            };
+            match synced {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert(StoreError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..jobs.len().min(SYNC_THREADS) {
+            let spawned = std::thread::Builder::new()
+                .name("finn-txn-sync".into())
+                .spawn_scoped(s, work);
+            if spawned.is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Which spares a checkpoint unlinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spares {
+    /// Those no write used since the previous checkpoint (automatic checkpoints): a file
+    /// written in every checkpoint period keeps its spare instead of paying an inode creation
+    /// and an unlink per period.
+    RemoveIdle,
+    /// All of them ([`StateDir::checkpoint`], open): the directory is left without temp files.
+    RemoveAll,
+}
+
+/// Drops the slots a checkpoint no longer keeps, unlinking their spares. Keeping a spare is
+/// safe: the checkpoint made the swap that displaced it durable, so the inode a later write
+/// overwrites is not the one the file's name points to on disk. Best effort: the unlinks need
+/// no fsync (opening removes any a crash brings back), and one that fails leaves a temp file
+/// that the next open removes.
+fn remove_spares(slots: &mut HashMap<PathBuf, Slot>, which: Spares) {
+    slots.retain(|target, slot| {
+        if which == Spares::RemoveIdle && std::mem::replace(&mut slot.used, false) {
+            return true;
+        }
+        if slot.spare {
+            let parent = target.parent().unwrap_or(Path::new(""));
+            let spare = spare_path(target, parent);
+            match std::fs::remove_file(&spare) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %spare.display(), error = %e, "cannot remove spare temp file")
+                }
+            }
+        }
+        false
+    });
 }
 
 fn remove_temp_files(root: &Path) -> Result<usize, StoreError> {
@@ -713,6 +953,12 @@ mod tests {
             );
         }
         assert_eq!(checked_path("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
+        let longest = "n".repeat(MAX_NAME_LEN);
+        assert!(checked_path(&format!("d/{longest}")).is_ok());
+        assert!(matches!(
+            checked_path(&format!("d/{longest}n")),
+            Err(StoreError::InvalidName { .. })
+        ));
     }
 
     #[test]
@@ -752,10 +998,13 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
+        // `f`'s spare (its first version, displaced by the second) waits for the checkpoint;
+        // the failed write of `d` leaves nothing.
         assert!(
-            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            !names.iter().any(|n| n == ".finn-txn.d"),
             "temp file left: {names:?}"
         );
+        assert!(names.iter().any(|n| n == ".finn-txn.f"), "{names:?}");
         // The intent is durable but could not be applied: the store refuses further commits.
         let mut t = s.begin();
         t.write("g", b"x".to_vec()).unwrap();
