@@ -230,9 +230,21 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
         let parts: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = spans
                 .chunks(per)
-                .map(|chunk| scope.spawn(move || parse_spans(buf, chunk)))
+                .map(|chunk| {
+                    std::thread::Builder::new()
+                        .name("finn-beads-parse".to_owned())
+                        .spawn_scoped(scope, move || parse_spans(buf, chunk))
+                        // No thread to be had: this chunk is parsed here instead.
+                        .map_err(|_| chunk)
+                })
                 .collect();
-            handles.into_iter().map(|h| h.join()).collect()
+            handles
+                .into_iter()
+                .map(|h| match h {
+                    Ok(h) => h.join(),
+                    Err(chunk) => Ok(parse_spans(buf, chunk)),
+                })
+                .collect()
         });
         let mut out = Vec::with_capacity(spans.len());
         for part in parts {

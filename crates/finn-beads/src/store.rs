@@ -387,19 +387,25 @@ fn commit_overlapped(
     let first = wal.last_lsn().next().get();
     let base = state.clone();
     let (lsns, failed, built) = std::thread::scope(|scope| {
-        let builder = scope.spawn(move || {
-            let mut next = base;
-            next.reserve(pending.len());
-            for (i, p) in pending.into_iter().enumerate() {
-                p.apply(&mut next, Lsn::new(first + i as u64));
-            }
-            next.settle();
-            next
-        });
+        let builder = std::thread::Builder::new()
+            .name("finn-beads-apply".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut next = base;
+                next.reserve(pending.len());
+                for (i, p) in pending.into_iter().enumerate() {
+                    p.apply(&mut next, Lsn::new(first + i as u64));
+                }
+                next.settle();
+                next
+            });
         let (lsns, failed) = append_batches(wal, records, split);
-        let built = match builder.join() {
-            Ok(next) => next,
-            Err(panic) => std::panic::resume_unwind(panic),
+        let built = match builder {
+            Ok(h) => match h.join() {
+                Ok(next) => Some(next),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had: the state is folded from the WAL below.
+            Err(_) => None,
         };
         (lsns, failed, built)
     });
@@ -411,10 +417,9 @@ fn commit_overlapped(
             .iter()
             .enumerate()
             .all(|(i, lsn)| lsn.get() == first + i as u64);
-    if as_predicted {
-        *state = built;
-    } else {
-        catch_up(wal, state)?;
+    match built {
+        Some(next) if as_predicted => *state = next,
+        _ => catch_up(wal, state)?,
     }
     match failed {
         Some(e) => Err(e.into()),
