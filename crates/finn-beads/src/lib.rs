@@ -70,8 +70,8 @@
 //!   (running the same import again completes it).
 //! - An import holds the whole input in memory while it runs: the text, the parsed beads and
 //!   their WAL payloads. Importing the 68 MB bench file (100,000 beads) into an empty store
-//!   peaks at about 0.6 GB resident, the resulting state included (0.55 GB before the parse
-//!   went parallel).
+//!   peaks at about 0.66 GB resident, the input string and the resulting state included (the
+//!   import bench's peak went from 705 MB to 768 MB when the parse went parallel).
 //! - Reads in [`Sharing::MultiProcess`] mode see other processes' writes after
 //!   [`Store::refresh`] (writes always refresh first).
 //!
