@@ -13,6 +13,10 @@
 //! so each byte is rewritten a bounded number of times: amortized O(1) work per append.
 
 use std::collections::HashMap;
+
+/// A map with a fast, per-process randomly seeded hasher (foldhash): the index is filled from
+/// every keyed record on open, where SipHash cost a quarter of the time.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -38,7 +42,7 @@ use crate::{Error, Op, fs as wal_fs};
 /// Folding order does not matter: [`KeyIndex::observe`] keeps the highest LSN per key.
 #[derive(Debug, Default)]
 pub(crate) struct KeyIndex {
-    map: HashMap<u16, HashMap<Box<str>, KeyEntry>>,
+    map: FastMap<u16, FastMap<Box<str>, KeyEntry>>,
     garbage_bytes: u64,
     pub(crate) pending: Vec<Arc<Segment>>,
 }
