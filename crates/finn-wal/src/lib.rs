@@ -101,30 +101,32 @@
 //! typed error. The byte-by-byte description is in `docs/formats/finn-wal.md`.
 //!
 //! # Performance
-//! Measured with `cargo bench -p finn-wal --bench wal -- --quick` on the 2-vCPU CI VM shared
-//! with other builds (`/proc/pressure/cpu` some avg300 ≈ 66%), ratios within one run
-//! (format 2, 2026-11-22):
+//! Measured with `cargo bench -p finn-wal --bench wal -- --quick` on the 2-vCPU CI VM, quiet
+//! (no other build running), ratios within one run (format 2, 2026-11-22):
 //!
-//! | bench | result | ratio |
-//! |---|---|---|
-//! | 1 writer, `Sync`, 256 B | 250 appends/s | 0.73× raw `pwrite + fdatasync` (345/s, spread 331–413/s; both bound by the 4 ms scheduler tick under contention) |
-//! | 8 writers, `Sync` | 13.6k appends/s, group 4.2 | 54× the single writer |
-//! | 64 writers, `Sync` | 40.0k appends/s, group 21.4 | 160× the single writer |
-//! | `None`, 256 B | 469k appends/s | 1.6× raw `pwrite` (noise: both are one `pwrite`) |
-//! | open + replay 1M × 256 B, warm | 5.1M records/s | 0.47× raw read + CRC (11.0M/s) |
+//! | bench | result | ratio | target |
+//! |---|---|---|---|
+//! | 1 writer, `Sync`, 256 B | 6.9k appends/s (144 µs) | 1.35× raw `pwrite + fdatasync` on a preallocated file (5.1k/s) | ≥ 0.85× |
+//! | 8 writers, `Sync` | 23.7k appends/s, group 5.7 | 3.4× the single writer | ≥ 3× |
+//! | 64 writers, `Sync` | 37.7k appends/s, group 14.6 | 5.4× the single writer | — |
+//! | `None`, 256 B | 492k appends/s | 1.5× raw `pwrite` (both one `pwrite`; noise) | — |
+//! | open + replay 1M × 256 B, warm | 7.1M records/s | 0.45× raw read + CRC (15.9M/s) | ≥ 4M/s |
 //!
-//! A second run the same hour gave: 1 writer 1.68k/s against raw 420/s (the tick dominates
-//! both, so the single-writer ratio is noise in either direction), 8 writers 14.5k/s (group
-//! 4.2), 64 writers 30.6k/s (group 22.6), `None` 206k/s against raw 160k/s, replay 4.9M/s =
-//! 0.56× raw (8.9M/s). Format 1 replayed 1.9M/s = 0.31× raw (6.2M/s) in the same session:
-//! open read and CRC-checked every segment, then iteration read them all again.
+//! Under heavy CPU contention from other builds (`/proc/pressure/cpu` some avg300 ≈ 66%) the
+//! same benches gave 250 appends/s for one writer against raw 345/s (both bound by the 4 ms
+//! scheduler tick, so that ratio is noise in either direction), 13.6k/s for 8 writers and
+//! 5.1M records/s for replay (0.47× raw). Format 1 replayed 1.9M/s = 0.31× raw in the same
+//! session: open read and CRC-checked every segment, then iteration read them all again.
 //!
-//! With 8 `Sync` writers a group averages about half of them: the writers one fdatasync
-//! released append again while the next one runs, so rounds alternate between two halves. Two
-//! variants were measured against this in the same session and dropped: yielding before a new
-//! leader picks what to sync (group unchanged at 4.2 on 2 vCPUs) and letting a writer the
-//! running sync does not cover start a second, concurrent fdatasync (groups of 2.7, 12.5k–15.7k
-//! appends/s against 15.8k–20.3k for 8 writers, 31.6k–34.5k against 33.7k–40.7k for 64).
+//! Group commit: a leader that syncs the moment the previous sync ends covers only the writers
+//! that waited during it, so with 8 writers the rounds settled into two halves (group 4.0,
+//! 15.8k appends/s = 2.3× one writer on the quiet VM). The leader now first gathers: when more
+//! than one writer was seen waiting, it waits until as many wait as in the largest recent group,
+//! at most half the last fdatasync (an adaptive `commit_delay`; a lone writer never waits).
+//! That gave group 5.7 and 23.7k/s in the same session (64 writers 33.0k → 37.7k/s). Two other
+//! variants were measured and dropped: yielding before a new leader picks what to sync (group
+//! unchanged) and letting a writer the running sync does not cover start a second, concurrent
+//! fdatasync (groups of 2.7, slower).
 //!
 //! Reopening a WAL checks only a bounded window (1 MiB, or twice the largest frame) of the
 //! zero-filled preallocation after the end marker, so reopening a small WAL with the default

@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<WriterState>,
     /// Signalled whenever a group-commit round ends.
     pub(crate) synced: Condvar,
+    /// Signalled when a `Sync` writer starts waiting while a leader gathers its group.
+    pub(crate) arrived: Condvar,
     pub(crate) poisoned: AtomicBool,
     pub(crate) last_lsn: AtomicU64,
     pub(crate) durable_lsn: AtomicU64,
@@ -94,8 +96,9 @@ pub(crate) struct WriterState {
     pub(crate) ulid: UlidGen,
     /// Whether the next replicated record may leave a gap (empty WAL or after `advance_to`).
     pub(crate) gap_allowed: bool,
-    /// A group-commit leader is inside fdatasync.
+    /// A group-commit leader is gathering its group or inside fdatasync.
     pub(crate) syncing: bool,
+    pub(crate) group: GroupCommit,
     /// Offset in the active segment up to which its bytes are known durable; written into
     /// every frame as `synced_to` (see [`crate::record`]).
     pub(crate) synced_offset: u64,
@@ -105,6 +108,28 @@ pub(crate) struct WriterState {
     pub(crate) free_bytes: Option<u64>,
     pub(crate) free_checked: Option<Instant>,
 }
+
+/// What the group-commit leader knows about concurrency, to decide how long to gather.
+///
+/// A leader that syncs the moment the previous sync ends covers only the writers that waited
+/// during it; those that sync released append again while the new sync runs and wait for the
+/// next one. With `n` writers the rounds settle into two halves of `n / 2`. So when more than
+/// one writer has been seen waiting, the leader first lets the writers the previous sync
+/// released append (PostgreSQL's `commit_delay`, made adaptive): it waits until as many
+/// writers wait as in the largest recent group, at most half the last sync's duration. A lone
+/// writer never waits.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    /// `Sync` writers inside [`Inner::wait_durable`].
+    waiters: usize,
+    /// The largest recent group, in writers; decays by one per round.
+    peak: usize,
+    /// How long the last fdatasync took.
+    last_sync: Duration,
+}
+
+/// Longest a leader gathers its group.
+const MAX_GATHER: Duration = Duration::from_micros(500);
 
 /// The records of one frame.
 pub(crate) enum Input<'a> {
@@ -339,12 +364,16 @@ impl Inner {
         mut w: MutexGuard<'a, WriterState>,
         target: u64,
     ) -> Result<u64, Error> {
+        w.group.waiters += 1;
+        self.arrived.notify_one();
         loop {
             let durable = self.durable_lsn.load(Ordering::Acquire);
             if durable >= target {
+                w.group.waiters -= 1;
                 return Ok(durable);
             }
             if self.is_poisoned() {
+                w.group.waiters -= 1;
                 return Err(Error::Poisoned);
             }
             if w.syncing {
@@ -352,11 +381,28 @@ impl Inner {
                 continue;
             }
             w.syncing = true;
+            if w.group.peak > 1 && w.group.waiters < w.group.peak {
+                let deadline = Instant::now() + (w.group.last_sync / 2).min(MAX_GATHER);
+                while w.group.waiters < w.group.peak {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    w = self
+                        .arrived
+                        .wait_timeout(w, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
             let segment = Arc::clone(&w.active);
             let upto = self.last_lsn.load(Ordering::Acquire);
             let upto_offset = w.write_offset;
+            let group = w.group.waiters;
             drop(w);
+            let started = Instant::now();
             let result = sync_data(&segment);
+            let took = started.elapsed();
             w = self.lock_writer();
             w.syncing = false;
             match result {
@@ -364,12 +410,15 @@ impl Inner {
                     if Arc::ptr_eq(&segment, &w.active) {
                         w.synced_offset = w.synced_offset.max(upto_offset);
                     }
+                    w.group.peak = group.max(w.group.peak.saturating_sub(1));
+                    w.group.last_sync = took;
                     let before = self.durable_lsn.fetch_max(upto, Ordering::AcqRel);
                     Metrics::add(&self.metrics.syncs, 1);
                     Metrics::add(&self.metrics.synced_records, upto.saturating_sub(before));
                     self.synced.notify_all();
                 }
                 Err(e) => {
+                    w.group.waiters -= 1;
                     self.poison("fdatasync", &segment.path, &e);
                     self.synced.notify_all();
                     return Err(Error::io(&segment.path, e));
