@@ -51,10 +51,18 @@ impl DirLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         let pid_path = dir.join(PID_FILE);
-        // Diagnostic only: a failure to write it must not stop the writer.
-        if let Err(e) =
-            crate::fs::write_atomic(&pid_path, std::process::id().to_string().as_bytes())
-        {
+        // Diagnostic only: a failure to write it must not stop the writer. Renamed into place
+        // so a contender never reads half a pid, but not synced: after a power loss a stale or
+        // missing pid file is harmless (the OS lock is the truth, and the next holder writes it
+        // again), and its two flushes were a third of a small WAL's open.
+        let pid = std::process::id();
+        let tmp = dir.join(format!(".{PID_FILE}.{pid}.tmp"));
+        let written = std::fs::write(&tmp, pid.to_string()).and_then(|()| {
+            std::fs::rename(&tmp, &pid_path).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+        });
+        if let Err(e) = written {
             tracing::warn!(path = %pid_path.display(), error = %e, "could not write WAL pid file");
         }
         Ok(DirLock {
