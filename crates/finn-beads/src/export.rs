@@ -1,17 +1,13 @@
 //! Exporting `issues.jsonl`: beads in id order (tombstones included, so deletions propagate),
 //! then non-issue records in key order. Files are replaced atomically.
 
-use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
 use crate::jsonl::write_line;
 use crate::state::State;
 use crate::store::Store;
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl State {
     /// Writes every bead and record as JSONL (see the module docs for the order).
@@ -39,41 +35,14 @@ impl Store {
     /// holds the old or the new export, never a mix.
     pub fn export_path(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
-        let io = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = path.file_name().ok_or_else(|| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "export path has no file name",
-            ))
-        })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let tmp = dir.join(tmp_name);
-        let result = (|| {
-            let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        finn_wal::fs::write_atomic_from(path, |file| {
             let mut w = BufWriter::with_capacity(1 << 16, file);
             self.export_to(&mut w)?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_data()?;
-            drop(file);
-            std::fs::rename(&tmp, path)?;
-            finn_wal::fs::sync_dir(&dir)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+            w.flush()
+        })
+        .map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
