@@ -223,11 +223,7 @@ pub(crate) fn load_frames(segment: &Segment) -> Result<(), Error> {
 /// Compacts every sealed segment (all but the active one).
 pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
     let _maintenance = inner.maintenance.lock().unwrap_or_else(|e| e.into_inner());
-    let snapshot = inner
-        .segments
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let snapshot = inner.segments_now();
     let mut report = CompactionReport::default();
     if snapshot.len() < 2 {
         return Ok(report);

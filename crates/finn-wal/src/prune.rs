@@ -157,11 +157,7 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
     if lsn >= inner.last_lsn.load(Ordering::Acquire) {
         return Ok(());
     }
-    let snapshot = inner
-        .segments
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let snapshot = inner.segments_now();
     if snapshot.iter().any(|s| {
         s.header.is_compacted()
             && s.header.covers_through > lsn

@@ -311,12 +311,7 @@ impl Wal {
     /// appended but not yet durable are included; bound by [`durable_lsn`](Self::durable_lsn)
     /// if you ship them elsewhere.
     pub fn iter_from(&self, from: Lsn) -> Result<Iter<'_>, Error> {
-        let segments = self
-            .inner
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let segments = self.inner.segments_now();
         Ok(Iter::new(segments, from.get()))
     }
 
@@ -338,12 +333,7 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self) -> Result<Vec<crate::SegmentCheck>, Error> {
-        let segments = self
-            .inner
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let segments = self.inner.segments_now();
         segments
             .iter()
             .map(|s| crate::recovery::verify_segment(s))

@@ -183,6 +183,15 @@ impl Inner {
         Ok(())
     }
 
+    /// The segments as they are now: a list of handles, so a reader or maintenance pass works
+    /// on it without holding the lock.
+    pub(crate) fn segments_now(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Largest frame a fresh segment can hold.
     pub(crate) fn max_frame(&self) -> u64 {
         self.options.segment_size - HEADER_LEN

@@ -23,6 +23,13 @@ fn files(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Three transactions over the same files, none checkpointed.
+/// The state directory `files(dir)` on a fresh WAL backend in `dir`, scope `t`.
+fn open_state(dir: &Path, options: TxnOptions) -> StateDir<WalBackend> {
+    StateDir::open_with(files(dir), backend(dir), "t", options)
+        .unwrap()
+        .0
+}
+
 fn commit_three(state: &StateDir<WalBackend>) {
     for g in 1..=3u8 {
         let mut t = state.begin();
@@ -99,14 +106,7 @@ fn checkpoint_retires_intents_and_later_commits_are_reapplied_alone() {
 #[test]
 fn thresholds_trigger_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let root = files(dir.path());
-    let (state, _) = StateDir::open_with(
-        &root,
-        backend(dir.path()),
-        "t",
-        TxnOptions::default().checkpoint_every(3),
-    )
-    .unwrap();
+    let state = open_state(dir.path(), TxnOptions::default().checkpoint_every(3));
     let mut flags = Vec::new();
     for i in 0..7u8 {
         let mut t = state.begin();
@@ -257,13 +257,7 @@ fn a_planted_temp_symlink_is_not_followed() {
 fn automatic_checkpoints_keep_only_spares_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let root = files(dir.path());
-    let (state, _) = StateDir::open_with(
-        &root,
-        backend(dir.path()),
-        "t",
-        TxnOptions::default().checkpoint_every(2),
-    )
-    .unwrap();
+    let state = open_state(dir.path(), TxnOptions::default().checkpoint_every(2));
     let write = |path: &str, g: u8| {
         let mut t = state.begin();
         t.write(path, vec![g; 100]).unwrap();
@@ -292,13 +286,7 @@ fn automatic_checkpoints_keep_only_spares_in_use() {
 fn many_files_rewritten_beyond_the_open_descriptor_cap() {
     let dir = tempfile::tempdir().unwrap();
     let root = files(dir.path());
-    let (state, _) = StateDir::open_with(
-        &root,
-        backend(dir.path()),
-        "t",
-        TxnOptions::default().checkpoint_every(3),
-    )
-    .unwrap();
+    let state = open_state(dir.path(), TxnOptions::default().checkpoint_every(3));
     let body = |i: usize, g: usize| format!("file {i} generation {g} ").repeat(1 + (i + g) % 5);
     for g in 0..5 {
         let mut t = state.begin();
@@ -335,13 +323,7 @@ fn a_swap_lost_to_power_loss_is_redone_from_the_log() {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     let dir = tempfile::tempdir().unwrap();
     let root = files(dir.path());
-    let (state, _) = StateDir::open_with(
-        &root,
-        backend(dir.path()),
-        "t",
-        TxnOptions::default().checkpoint_every(2),
-    )
-    .unwrap();
+    let state = open_state(dir.path(), TxnOptions::default().checkpoint_every(2));
     for g in 1..=3u8 {
         let mut t = state.begin();
         t.write("f", vec![g; 3000]).unwrap();
