@@ -464,6 +464,33 @@ impl Reader {
     }
 }
 
+/// A writer that hashes and counts the decoded bytes of one object on their way to `inner` (a
+/// file when fetching, [`std::io::sink`] when only validating), failing as soon as they
+/// exceed the size the manifest records.
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    hasher: blake3::Hasher,
+    len: u64,
+    limit: u64,
+}
+
+impl<W: std::io::Write> Hashing<W> {
+    pub(crate) fn new(inner: W, entry: &FileEntry) -> Self {
+        Self {
+            inner,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            limit: entry.size,
+        }
+    }
+
+    /// Whether what passed through is exactly `entry`'s content (size and BLAKE3).
+    pub(crate) fn check(&self, entry: &FileEntry) -> Result<(), Error> {
+        check_content(entry, self.len, self.hasher.finalize())
+    }
+}
+
+/// Whether `size` bytes hashing to `hash` are exactly `entry`'s content.
 fn check_content(entry: &FileEntry, size: u64, hash: blake3::Hash) -> Result<(), Error> {
     if size != entry.size || *hash.as_bytes() != entry.blake3.0 {
         return Err(Error::HashMismatch {
@@ -475,15 +502,7 @@ fn check_content(entry: &FileEntry, size: u64, hash: blake3::Hash) -> Result<(),
     Ok(())
 }
 
-/// A writer that hashes and counts what it writes.
-struct HashingFile {
-    file: std::fs::File,
-    hasher: blake3::Hasher,
-    len: u64,
-    limit: u64,
-}
-
-impl std::io::Write for HashingFile {
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.len += buf.len() as u64;
         if self.len > self.limit {
@@ -493,12 +512,12 @@ impl std::io::Write for HashingFile {
             ));
         }
         self.hasher.update(buf);
-        self.file.write_all(buf)?;
+        self.inner.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -525,12 +544,7 @@ fn spawn_sink(
         };
         let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         let result = (|| {
-            let sink = HashingFile {
-                file,
-                hasher: blake3::Hasher::new(),
-                len: 0,
-                limit: entry.size,
-            };
+            let sink = Hashing::new(file, &entry);
             let mut decoder =
                 crate::codec::StreamDecoder::new(entry.codec, sink).map_err(|source| {
                     Error::Decode {
@@ -548,9 +562,9 @@ fn spawn_sink(
                 key: key.clone(),
                 source,
             })?;
-            check_content(&entry, sink.len, sink.hasher.finalize())?;
-            sink.file.sync_data().map_err(io(&tmp))?;
-            drop(sink.file);
+            sink.check(&entry)?;
+            sink.inner.sync_data().map_err(io(&tmp))?;
+            drop(sink);
             std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
             finn_wal::fs::sync_dir(&dir).map_err(io(&dir))
         })();

@@ -560,31 +560,6 @@ impl Reader {
     }
 }
 
-/// Hashes what it is given and counts it, failing once past `limit` bytes.
-struct HashSink {
-    hasher: blake3::Hasher,
-    len: u64,
-    limit: u64,
-}
-
-impl std::io::Write for HashSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.len += buf.len() as u64;
-        if self.len > self.limit {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "object expands past its recorded size",
-            ));
-        }
-        self.hasher.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Reader {
     /// Downloads one object and checks stored size, decoded size and BLAKE3, streaming: memory
     /// stays at one chunk whatever the object's size.
@@ -609,26 +584,13 @@ impl Reader {
             key: key.to_string(),
             source,
         };
-        let sink = HashSink {
-            hasher: blake3::Hasher::new(),
-            len: 0,
-            limit: entry.size,
-        };
+        let sink = crate::read::Hashing::new(std::io::sink(), entry);
         let mut decoder = crate::codec::StreamDecoder::new(entry.codec, sink).map_err(decode)?;
         let mut stream = got.into_stream();
         while let Some(chunk) = remote.next_chunk(&key, &mut stream).await? {
             decoder.write_all(&chunk).map_err(decode)?;
         }
-        let sink = decoder.finish().map_err(decode)?;
-        let hash = sink.hasher.finalize();
-        if sink.len != entry.size || *hash.as_bytes() != entry.blake3.0 {
-            return Err(Error::HashMismatch {
-                path: entry.path.to_string(),
-                expected: entry.blake3.to_hex(),
-                actual: hash.to_hex().to_string(),
-            });
-        }
-        Ok(())
+        decoder.finish().map_err(decode)?.check(entry)
     }
 }
 
