@@ -353,10 +353,12 @@ impl Reader {
         Ok(content)
     }
 
-    /// Streams one file into `dest` (a file path): temp file beside it, decoded and hashed
-    /// chunk by chunk, fdatasync, then renamed into place and the directory fsynced. Nothing is
-    /// left at `dest` unless the content verified.
-    pub async fn fetch_file(&self, entry: &FileEntry, dest: &Path) -> Result<u64, Error> {
+    /// Opens the stored object holding `entry`'s content (its key and the streaming read),
+    /// refusing it before any byte is read when its stored size is not the manifest's.
+    pub(crate) async fn open_object(
+        &self,
+        entry: &FileEntry,
+    ) -> Result<(object_store::path::Path, object_store::GetResult), Error> {
         let key = self
             .remote
             .key(&layout::object_key(&entry.blake3, entry.codec));
@@ -374,6 +376,14 @@ impl Reader {
                 actual: got.meta.size,
             });
         }
+        Ok((key, got))
+    }
+
+    /// Streams one file into `dest` (a file path): temp file beside it, decoded and hashed
+    /// chunk by chunk, fdatasync, then renamed into place and the directory fsynced. Nothing is
+    /// left at `dest` unless the content verified.
+    pub async fn fetch_file(&self, entry: &FileEntry, dest: &Path) -> Result<u64, Error> {
+        let (key, got) = self.open_object(entry).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
         let sink = spawn_sink(entry.clone(), dest.to_path_buf(), key.to_string(), rx);
         let mut stream = got.into_stream();

@@ -566,20 +566,7 @@ impl Reader {
     async fn verify_object(&self, entry: &FileEntry) -> Result<(), Error> {
         use std::io::Write;
         let remote = self.remote();
-        let key = remote.key(&layout::object_key(&entry.blake3, entry.codec));
-        let got = remote
-            .get_stream(&key)
-            .await?
-            .ok_or_else(|| Error::ObjectMissing {
-                key: key.to_string(),
-            })?;
-        if got.meta.size != entry.stored_size {
-            return Err(Error::SizeMismatch {
-                key: key.to_string(),
-                expected: entry.stored_size,
-                actual: got.meta.size,
-            });
-        }
+        let (key, got) = self.open_object(entry).await?;
         let decode = |source| Error::Decode {
             key: key.to_string(),
             source,

@@ -493,18 +493,21 @@ impl FinnBuilder {
         Ok(keyring)
     }
 
+    /// The configured signing key, never creating one (unlike [`FinnBuilder::open`]).
+    fn existing_key(&self) -> Result<SigningKey, Error> {
+        match &self.key {
+            KeySource::Key(k) => Ok((**k).clone()),
+            KeySource::File { path, .. } => SigningKey::load(path).map_err(|source| Error::Key {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// A read-only view of the object store prefix (list and verify checkpoints) that trusts
     /// the configured keys. Takes no lease and no lock; never creates a key.
     pub fn reader(&self) -> Result<finn_checkpoint::Reader, Error> {
-        let key = match &self.key {
-            KeySource::Key(k) => (**k).clone(),
-            KeySource::File { path, .. } => {
-                SigningKey::load(path).map_err(|source| Error::Key {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-        };
+        let key = self.existing_key()?;
         let keyring = self.keyring(&key)?;
         Ok(finn_checkpoint::Reader::new(self.remote()?, keyring))
     }
@@ -516,15 +519,7 @@ impl FinnBuilder {
         &self,
         lineage: finn_checkpoint::LineageMode,
     ) -> Result<Checkpointer, Error> {
-        let key = match &self.key {
-            KeySource::Key(k) => (**k).clone(),
-            KeySource::File { path, .. } => {
-                SigningKey::load(path).map_err(|source| Error::Key {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-        };
+        let key = self.existing_key()?;
         let keyring = self.keyring(&key)?;
         let mut options = CheckpointerOptions::default();
         options.takeover = self.takeover;
