@@ -400,3 +400,24 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes, `: `-separated, each layer once (a layer whose message already
+/// ends with its cause's is not repeated): the one-line form reports and logs carry.
+///
+/// ```
+/// let e = std::io::Error::other("disk gone");
+/// assert_eq!(finn_checkpoint::error_chain(&e), "disk gone");
+/// ```
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

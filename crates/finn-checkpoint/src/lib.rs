@@ -181,7 +181,7 @@ pub use checkpoint::{
 };
 pub use codec::{Codec, Compression};
 pub use drill::{DrillError, DrillOptions, DrillReport};
-pub use error::{Error, RemoteFailure, RemoteOp};
+pub use error::{Error, RemoteFailure, RemoteOp, error_chain};
 pub use finn_wal::Lsn;
 pub use gc::GcReport;
 pub use layout::BatchName;

@@ -452,7 +452,7 @@ impl Reader {
                     tracing::warn!(version = entry.version, error = %e, "checkpoint rejected as restore base");
                     skipped.push(SkippedCheckpoint {
                         version: entry.version,
-                        reason: error_chain(&e),
+                        reason: crate::error_chain(&e),
                     });
                 }
             }
@@ -635,18 +635,6 @@ impl Reader {
             })?
         }
     }
-}
-
-/// An error with its sources, for reports.
-fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl RestorePlan {

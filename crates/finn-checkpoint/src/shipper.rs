@@ -296,7 +296,7 @@ async fn attempt(shared: &Shared) -> Result<(), Arc<Error>> {
             tracing::warn!(error = %e, "wal ship failed");
             shared.status.send_modify(|s| {
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-                s.last_error = Some(chain(&e));
+                s.last_error = Some(crate::error_chain(&e));
                 s.failed_attempt = number;
                 s.failure = Some(e.clone());
                 s.stopped |= fenced;
@@ -304,17 +304,6 @@ async fn attempt(shared: &Shared) -> Result<(), Arc<Error>> {
             Err(e)
         }
     }
-}
-
-fn chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn run(shared: Arc<Shared>, options: ShipperOptions) {

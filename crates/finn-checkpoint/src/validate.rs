@@ -224,17 +224,6 @@ impl ValidationReport {
     }
 }
 
-fn chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// A verified manifest, as far as validation needs it.
 struct Checked {
     version: u64,
@@ -297,7 +286,7 @@ impl Reader {
                 Err(e @ Error::Remote { .. }) => return Err(e),
                 Err(e) => report.findings.push(Finding::ManifestRejected {
                     version: entry.version,
-                    reason: chain(&e),
+                    reason: crate::error_chain(&e),
                 }),
             }
         }
@@ -488,7 +477,7 @@ impl Reader {
                     report.findings.push(Finding::ObjectDamaged {
                         version: *version,
                         key,
-                        reason: chain(&e),
+                        reason: crate::error_chain(&e),
                     });
                 }
             }
@@ -551,7 +540,7 @@ impl Reader {
                     facts.remove(&key);
                     report.findings.push(Finding::BatchRejected {
                         key,
-                        reason: chain(&e),
+                        reason: crate::error_chain(&e),
                     });
                 }
             }

@@ -321,7 +321,7 @@ impl Cascade {
                 ) {
                     Ok(pruned) => run.report.aside_pruned = pruned,
                     Err(e) => run.warn(Warning::AsideNotPruned {
-                        reason: error_chain(&e),
+                        reason: finn_checkpoint::error_chain(&e),
                     }),
                 }
                 run.finish(state);
@@ -695,7 +695,7 @@ impl Cascade {
             let reason = match tokio::time::timeout_at(deadline.into(), source.head()).await {
                 Ok(Ok(Some(head))) => return Some((index, head)),
                 Ok(Ok(None)) => continue,
-                Ok(Err(e)) => error_chain(&e),
+                Ok(Err(e)) => finn_checkpoint::error_chain(&e),
                 Err(_) => format!(
                     "reading the newest manifest timed out after {:?}",
                     deadline.saturating_duration_since(now)
@@ -742,7 +742,7 @@ impl Cascade {
             Ok(Err(e)) => {
                 run.warn(Warning::ShippedWalUnavailable {
                     source: source.name().to_owned(),
-                    reason: error_chain(&e),
+                    reason: finn_checkpoint::error_chain(&e),
                 });
                 return Ok(Evidence::Unknown);
             }
@@ -866,7 +866,7 @@ impl Cascade {
             tokio::time::timeout_at(availability_deadline.into(), source.check_available()).await;
         let reason = match available {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(error_chain(&e)),
+            Ok(Err(e)) => Some(finn_checkpoint::error_chain(&e)),
             Err(_) => Some(format!(
                 "availability check timed out after {:?}",
                 availability_deadline.saturating_duration_since(now)
@@ -893,7 +893,7 @@ impl Cascade {
             match tokio::time::timeout_at(source_deadline.into(), source.candidates()).await {
                 Ok(Ok(c)) if c.is_empty() => Err(SourceError::Empty.to_string()),
                 Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(error_chain(&e)),
+                Ok(Err(e)) => Err(finn_checkpoint::error_chain(&e)),
                 Err(_) => Err(format!(
                     "listing candidates timed out after {:?}",
                     source_deadline - now
@@ -924,7 +924,7 @@ impl Cascade {
             let staged = match staged {
                 Ok(Ok(staged)) => staged,
                 Ok(Err(e)) => {
-                    last_reason = error_chain(&e);
+                    last_reason = finn_checkpoint::error_chain(&e);
                     run.candidate_skipped(
                         &name,
                         candidate.version,
@@ -960,7 +960,7 @@ impl Cascade {
                     run.report.files_verified = v.files;
                     return Some((staging, staged));
                 }
-                Ok(Err(e)) => last_reason = error_chain(&e),
+                Ok(Err(e)) => last_reason = finn_checkpoint::error_chain(&e),
                 Err(join) => last_reason = format!("verification task failed: {join}"),
             }
             run.candidate_skipped(
@@ -1036,7 +1036,9 @@ impl Cascade {
                     }
                 }
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => run.shipped_unreadable(source.name(), base, error_chain(&e)),
+                Ok(Err(e)) => {
+                    run.shipped_unreadable(source.name(), base, finn_checkpoint::error_chain(&e))
+                }
                 Err(_) => run.shipped_unreadable(source.name(), base, "timed out".into()),
             }
         }
@@ -1105,21 +1107,6 @@ fn has_record_above(wal: &Wal, lsn: Lsn) -> Result<bool, finn_wal::Error> {
         Some(record) => record.map(|_| true),
         None => Ok(false),
     }
-}
-
-/// An error and its causes, `: `-separated, each layer once (causes live in `source()`).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 fn lock(path: &std::path::Path) -> Result<File, CascadeError> {

@@ -382,7 +382,7 @@ fn verify_remote(
     if ctx.json {
         let drill_json = drilled.as_ref().map(|d| match d {
             Ok(r) => json!({"ok": true, "report": r}),
-            Err(e) => json!({"ok": false, "error": error_chain(e)}),
+            Err(e) => json!({"ok": false, "error": finn::checkpoint::error_chain(e)}),
         });
         print_json(&json!({
             "ok": ok,
@@ -415,7 +415,7 @@ fn verify_remote(
                 "restore drill passed: LSN {} restored ({} files, {} records, {} compared with the local WAL) in {} ms",
                 r.restored_lsn, r.files, r.records, r.compared_records, r.duration_ms
             ),
-            Some(Err(e)) => println!("RESTORE DRILL FAILED: {}", error_chain(e)),
+            Some(Err(e)) => println!("RESTORE DRILL FAILED: {}", finn::checkpoint::error_chain(e)),
             None => {}
         }
         println!("{}", if ok { "remote ok" } else { "REMOTE DAMAGED" });
@@ -425,18 +425,6 @@ fn verify_remote(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// An error with its causes, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// `finn retention`: plan (default) or apply.

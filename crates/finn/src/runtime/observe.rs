@@ -84,17 +84,6 @@ pub(super) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 fn breaker_code(s: finn_breaker::State) -> i64 {
     match s {
         finn_breaker::State::Closed => 0,
@@ -375,7 +364,7 @@ impl Inner {
                 at_ms: now_ms(),
                 ok: false,
                 duration_ms: started.elapsed().as_millis() as u64,
-                error: Some(chain(e)),
+                error: Some(finn_checkpoint::error_chain(e)),
                 ..DrillInfo::default()
             },
         };
@@ -420,7 +409,7 @@ impl Inner {
                 tracing::warn!("heartbeat withheld: the remote has not validated clean")
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %chain(&e), "heartbeat failed"),
+            Err(e) => tracing::warn!(error = %finn_checkpoint::error_chain(&e), "heartbeat failed"),
         }
     }
 
