@@ -695,33 +695,8 @@ impl crate::Checkpointer {
                 batch.push(r);
             }
             if (done && !batch.is_empty()) || batch.len() >= max {
-                let first = batch[0].lsn;
                 let last = batch[batch.len() - 1].lsn;
-                let name = crate::BatchName {
-                    first,
-                    last,
-                    epoch: self.epoch(),
-                    lineage: st.lineage,
-                    level: 0,
-                };
-                let bytes = bytes::Bytes::from(ship::encode_batch(
-                    &name,
-                    prev,
-                    &batch,
-                    self.options.compression,
-                    &self.key,
-                )?);
-                let key = self.remote.key(&layout::batch_key(&name));
-                self.checked(&mut st).await?;
-                let put = self.remote.put_create(&key, bytes.clone()).await;
-                self.checked(&mut st).await?;
-                if !matches!(put, Ok(crate::remote::Created::Yes)) {
-                    let existing = self.remote.get(&key).await?;
-                    if existing.as_deref() != Some(&bytes[..]) {
-                        put?;
-                        return Err(Error::ShippedConflict { lsn: first });
-                    }
-                }
+                self.put_level0_batch(&mut st, prev, &batch).await?;
                 prev = last;
                 st.shipped = last;
                 batch.clear();

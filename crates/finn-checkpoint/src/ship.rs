@@ -209,44 +209,57 @@ impl Checkpointer {
                     high_water: st.foreign_lsn,
                 });
             }
-            let name = BatchName {
-                first,
-                last,
-                epoch: self.epoch(),
-                lineage: st.lineage,
-                level: 0,
-            };
-            let bytes = Bytes::from(encode_batch(
-                &name,
-                st.shipped,
-                &records,
-                self.options.compression,
-                &self.key,
-            )?);
-            let key = self.remote.key(&layout::batch_key(&name));
-            self.checked(&mut st).await?;
-            let put = self.remote.put_create(&key, bytes.clone()).await;
-            self.checked(&mut st).await?;
-            match put {
-                Ok(Created::Yes) => {}
-                Ok(Created::AlreadyExists) | Err(_) => {
-                    let existing = self.remote.get(&key).await?;
-                    if existing.as_deref() != Some(&bytes[..]) {
-                        return match put {
-                            Err(e) => Err(e),
-                            Ok(_) => Err(Error::ShippedConflict { lsn: first }),
-                        };
-                    }
-                }
-            }
+            let prev = st.shipped;
+            let stored = self.put_level0_batch(&mut st, prev, &records).await?;
             report.batches += 1;
             report.records += records.len();
-            report.bytes += bytes.len() as u64;
+            report.bytes += stored;
             st.shipped = last;
             st.high_water.lsn = st.high_water.lsn.max(last);
             report.shipped_lsn = last;
         }
         Ok(report)
+    }
+
+    /// Encodes `records` (the WAL right after `prev`) as one level-0 batch and creates it under
+    /// the lease. An object already at its key with the same bytes (a create whose answer was
+    /// lost, or a ship cancelled after the upload) counts as written; different bytes are a
+    /// [`Error::ShippedConflict`]. Returns the stored size.
+    pub(crate) async fn put_level0_batch(
+        &self,
+        st: &mut crate::checkpoint::WriterState,
+        prev: Lsn,
+        records: &[finn_wal::Record],
+    ) -> Result<u64, Error> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(0);
+        };
+        let name = BatchName {
+            first: first.lsn,
+            last: last.lsn,
+            epoch: self.epoch(),
+            lineage: st.lineage,
+            level: 0,
+        };
+        let bytes = Bytes::from(encode_batch(
+            &name,
+            prev,
+            records,
+            self.options.compression,
+            &self.key,
+        )?);
+        let key = self.remote.key(&layout::batch_key(&name));
+        self.checked(st).await?;
+        let put = self.remote.put_create(&key, bytes.clone()).await;
+        self.checked(st).await?;
+        if !matches!(put, Ok(Created::Yes)) {
+            let existing = self.remote.get(&key).await?;
+            if existing.as_deref() != Some(&bytes[..]) {
+                put?;
+                return Err(Error::ShippedConflict { lsn: first.lsn });
+            }
+        }
+        Ok(bytes.len() as u64)
     }
 }
 
