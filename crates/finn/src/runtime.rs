@@ -983,6 +983,9 @@ impl Inner {
     }
 
     async fn checkpoint(&self) -> Result<Option<CheckpointReport>, Error> {
+        // Nothing new to publish only if this lineage already has a checkpoint: after a fork
+        // the confirmed mark may still name the old lineage's.
+        let has_base = self.has_base().await?;
         // Everything appended so far is durable; hold the write lock while the snapshot is cut
         // so it is complete through exactly `covered`.
         self.timed_wal_sync()?;
@@ -994,7 +997,7 @@ impl Inner {
             // Never below what the state already includes: after a restore from a checkpoint
             // with no record after it, the WAL is empty (only advanced) but the state is not.
             let covered = self.wal.last_lsn().max(self.state.applied_lsn());
-            if covered > Lsn::ZERO && covered == self.confirmed().checkpointed_lsn {
+            if has_base && covered > Lsn::ZERO && covered == self.confirmed().checkpointed_lsn {
                 return Ok(None);
             }
             self.catch_up(covered)?;
@@ -1043,12 +1046,7 @@ impl Inner {
         // A restore replays shipped WAL on top of a checkpoint of the same lineage, so until the
         // lineage has one (a new agent, or the fork a restore to the past starts), shipped
         // records would be unreachable: publish one first, covering everything written so far.
-        let has_base = {
-            let guard = self.checkpointer.read().await;
-            let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
-            checkpointer.head().await.is_some()
-        };
-        if !has_base {
+        if !self.has_base().await? {
             self.checkpoint().await?;
         }
         self.timed_wal_sync()?;
@@ -1079,6 +1077,13 @@ impl Inner {
                 Err(e.into())
             }
         }
+    }
+
+    /// Whether this lineage has a published checkpoint (asks the writer's memory, not the store).
+    async fn has_base(&self) -> Result<bool, Error> {
+        let guard = self.checkpointer.read().await;
+        let checkpointer = guard.as_ref().ok_or(Error::ShutDown)?;
+        Ok(checkpointer.head().await.is_some())
     }
 
     /// The shipping task: ships when the WAL holds records the object store does not; otherwise
