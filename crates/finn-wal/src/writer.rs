@@ -126,6 +126,8 @@ pub(crate) struct GroupCommit {
     peak: usize,
     /// How long the last fdatasync took.
     last_sync: Duration,
+    /// A leader waits on `arrived` for its group.
+    gathering: bool,
 }
 
 /// Longest a leader gathers its group.
@@ -374,7 +376,10 @@ impl Inner {
         target: u64,
     ) -> Result<u64, Error> {
         w.group.waiters += 1;
-        self.arrived.notify_one();
+        if w.group.gathering {
+            // A condvar notify is a futex syscall even with nobody waiting: only when needed.
+            self.arrived.notify_one();
+        }
         loop {
             let durable = self.durable_lsn.load(Ordering::Acquire);
             if durable >= target {
@@ -392,6 +397,7 @@ impl Inner {
             w.syncing = true;
             if w.group.peak > 1 && w.group.waiters < w.group.peak {
                 let deadline = Instant::now() + (w.group.last_sync / 2).min(MAX_GATHER);
+                w.group.gathering = true;
                 while w.group.waiters < w.group.peak {
                     let now = Instant::now();
                     if now >= deadline {
@@ -403,6 +409,7 @@ impl Inner {
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
+                w.group.gathering = false;
             }
             let segment = Arc::clone(&w.active);
             let upto = self.last_lsn.load(Ordering::Acquire);
