@@ -150,6 +150,9 @@ fn a_failed_directory_sync_is_reported_and_leaves_the_old_or_the_new_file() {
         fn is_dir(&self, p: &Path) -> bool {
             self.0.is_dir(p)
         }
+        fn exists(&self, p: &Path) -> std::io::Result<bool> {
+            self.0.exists(p)
+        }
         fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
             self.0.sync_dir(dir)
         }

@@ -67,8 +67,11 @@ pub trait Io: std::fmt::Debug + Send + Sync {
     fn create_dir(&self, dir: &Path) -> std::io::Result<()>;
     /// Removes `dir` and everything under it.
     fn remove_dir_all(&self, dir: &Path) -> std::io::Result<()>;
-    /// Whether `path` is a directory.
+    /// Whether `path` is a directory (a symlink to one is not).
     fn is_dir(&self, path: &Path) -> bool;
+    /// Whether anything (a file, a directory, a symlink) has the name `path`; a symlink is
+    /// not followed.
+    fn exists(&self, path: &Path) -> std::io::Result<bool>;
     /// Makes the creations, renames and removals inside `dir` durable (fsync of the directory).
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
     /// Takes an exclusive lock named by `path` (created if missing), held until the guard is
@@ -209,7 +212,15 @@ impl Io for Os {
     }
 
     fn is_dir(&self, path: &Path) -> bool {
-        path.is_dir()
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+    }
+
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {

@@ -580,6 +580,11 @@ impl Io for SimFs {
         self.lock().is_dir(path)
     }
 
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        let s = self.alive()?;
+        Ok(path.parent().is_none() || s.entries.contains_key(path))
+    }
+
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         let mut s = self.sync_op()?;
         if !s.is_dir(dir) {
