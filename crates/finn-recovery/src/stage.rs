@@ -961,6 +961,47 @@ mod power_loss {
     }
 
     #[test]
+    fn power_loss_while_setting_a_directory_aside_never_loses_it() {
+        let layout = layout();
+        let wal = layout.data_dir().join("wal");
+        let seg = wal.join("00000000000000000001.wal");
+        let full = {
+            let fs = SimFs::new();
+            fs.put_durable(&seg, b"segment");
+            let base = setup(&fs);
+            set_aside_with(&fs, &layout, &wal, "diverged-wal", set())
+                .unwrap()
+                .unwrap();
+            fs.ops() - base
+        };
+        for halt in 0..=full {
+            let fs = SimFs::new();
+            fs.put_durable(&seg, b"segment");
+            let base = setup(&fs);
+            fs.halt_after(base + halt);
+            let done = set_aside_with(&fs, &layout, &wal, "diverged-wal", set()).is_ok();
+            let modes = std::iter::once(Crash::DropUnsynced).chain((0..SUBSETS).map(Crash::Subset));
+            for mode in modes {
+                let image = fs.crash(mode);
+                let aside = layout
+                    .aside_root()
+                    .join(format!("{}-diverged-wal", set()))
+                    .join("00000000000000000001.wal");
+                let at_home = image.read(&seg).is_some();
+                let kept = image.read(&aside).is_some();
+                assert!(
+                    at_home != kept,
+                    "halt {halt} of {full}, {mode:?}: at home {at_home}, set aside {kept}"
+                );
+                assert!(
+                    !done || kept,
+                    "halt {halt}, {mode:?}: returned Ok, not aside"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_check_catches_a_swap_that_skips_the_directory_syncs() {
         // The exchange without the syncs after it, acknowledged at once: a power loss may keep
         // the old state where an acknowledged restore put the new one.

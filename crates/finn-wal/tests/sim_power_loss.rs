@@ -22,6 +22,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use common::Rng;
 use finn_wal::fs::sim::{Crash, SimFs};
@@ -353,4 +354,27 @@ fn a_wal_on_simfs_refuses_a_second_writer() {
         Wal::open(DIR, options(&fs)),
         Err(Error::Locked { .. })
     ));
+}
+
+#[test]
+fn a_wal_on_simfs_does_all_its_file_io_there() {
+    // Every operation of open, appends, rotation, compaction, prune, a read-only open and
+    // close goes through the Io: nothing of it reaches the real file system.
+    let fs = SimFs::new();
+    let run = workload(&fs, 7);
+    assert!(run.compacted && run.acked > 0);
+    let reader = Wal::open_read_only(DIR, options(&fs)).unwrap();
+    assert!(reader.last_lsn().get() >= run.acked);
+    drop(reader);
+    assert!(
+        !Path::new("/sim").exists(),
+        "the WAL wrote to the real /sim"
+    );
+    let names: Vec<_> = fs.list(Path::new(DIR));
+    assert!(
+        names
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "wal")),
+        "{names:?}"
+    );
 }
