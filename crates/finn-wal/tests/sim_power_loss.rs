@@ -16,6 +16,9 @@
 //! of its key, or the prune covered it); everything after must be an intact prefix of what was
 //! appended.
 //!
+//! `Durability::Batch` is left out: its background flush would make the operation count
+//! depend on timing, and a halt point must name the same operation in every run.
+//!
 //! `FINN_POWER_LOSS_ROUNDS=N` runs N workloads (default 4) with 4 subset images per halt point
 //! (`FINN_POWER_LOSS_ROUNDS` above 4 also raises that to 16).
 

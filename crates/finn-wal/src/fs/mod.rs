@@ -438,7 +438,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The directory holding `path` (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
+fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
