@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::error::Corruption;
-use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc, next_validated_record};
+use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc};
 use crate::segment::Segment;
 use crate::{Error, Record};
 
@@ -37,8 +37,6 @@ pub(crate) struct FrameReader {
     buf_pos: u64,
     filled: usize,
     pos: u64,
-    /// Where the body of the frame last returned lies in `buf`.
-    last_body: (usize, usize),
 }
 
 impl FrameReader {
@@ -50,14 +48,7 @@ impl FrameReader {
             buf_pos: offset,
             filled: 0,
             pos: offset,
-            last_body: (0, 0),
         }
-    }
-
-    /// The body of the frame the last [`next_frame`](Self::next_frame) returned; valid until
-    /// the next call.
-    pub(crate) fn last_body(&self) -> &[u8] {
-        &self.buf[self.last_body.0..self.last_body.1]
     }
 
     /// Offset of the next frame.
@@ -168,7 +159,6 @@ impl FrameReader {
             });
         }
         let start = (self.pos - self.buf_pos) as usize;
-        self.last_body = (start + FRAME_HEADER_LEN, start + total);
         let body = &self.buf[start + FRAME_HEADER_LEN..start + total];
         if let Err(kind) = check_crc(&header, body) {
             return Ok(Next::Bad { offset, kind });
@@ -196,9 +186,8 @@ pub struct Iter<'a> {
     next_segment: usize,
     current: Option<(Arc<Segment>, FrameReader)>,
     from: u64,
-    /// Records of the current frame still to hand out: byte offset in the frame body of the
-    /// next one, and how many remain.
-    frame: Option<(usize, u32)>,
+    /// Records of the current frame still to hand out.
+    frame: std::collections::VecDeque<Record>,
     done: bool,
     _wal: PhantomData<&'a ()>,
 }
@@ -215,30 +204,10 @@ impl Iter<'_> {
             next_segment: start,
             current: None,
             from,
-            frame: None,
+            frame: std::collections::VecDeque::new(),
             done: false,
             _wal: PhantomData,
         }
-    }
-
-    /// The next record of the current frame at or above `from`, if any.
-    fn next_in_frame(&mut self) -> Option<Record> {
-        let (mut at, mut remaining) = self.frame?;
-        let (_, reader) = self.current.as_ref()?;
-        let body = reader.last_body();
-        while remaining > 0 {
-            let Some((r, len)) = next_validated_record(&body[at..]) else {
-                break;
-            };
-            at += len;
-            remaining -= 1;
-            if r.lsn >= self.from {
-                self.frame = (remaining > 0).then_some((at, remaining));
-                return Some(r.to_record());
-            }
-        }
-        self.frame = None;
-        None
     }
 
     /// Moves to the next frame with records; `Ok(false)` at the end of the log.
@@ -268,7 +237,9 @@ impl Iter<'_> {
                     let records = BodyRecords::parse(body)
                         .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
                     if records.last_lsn >= self.from {
-                        self.frame = Some((records.cursor_in(body), records.count));
+                        let from = self.from;
+                        self.frame
+                            .extend(records.filter(|r| r.lsn >= from).map(|r| r.to_record()));
                         return Ok(true);
                     }
                 }
@@ -296,7 +267,7 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.next_in_frame() {
+            if let Some(r) = self.frame.pop_front() {
                 return Some(Ok(r));
             }
             if self.done {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use ulid::Ulid;
 
-use crate::compaction::KeyIndex;
+use crate::compaction::{KeyIndex, PendingKeys};
 use crate::error::Corruption;
 use crate::reader::{FrameReader, Next};
 use crate::record::{BodyRecords, TAG_SEAL};
@@ -264,17 +264,20 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             report.trusted_seals += 1;
             let segment = Arc::new(segment);
             if seal.keyed_records > 0 {
-                keys.pending.push(Arc::clone(&segment));
+                keys.pending.push(PendingKeys::whole(&segment));
             }
             segments.push(segment);
             continue;
         }
+        let salvage = mode == RecoveryMode::SalvageAll;
+        // Keys are folded lazily from what the scan accepted, except where salvage may leave
+        // holes a later read would stop at.
         let mut outcome = scan_segment(
             &mut segment,
-            mode == RecoveryMode::SalvageAll,
+            salvage,
             &mut prev_lsn,
             next_bound,
-            &mut keys,
+            salvage.then_some(&mut keys),
             &mut max_ulid,
         )?;
         if outcome.sealed {
@@ -369,7 +372,11 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         } else if outcome.sealed {
             segment.mark_sealed();
         }
-        segments.push(Arc::new(segment));
+        let segment = Arc::new(segment);
+        if !salvage && segment.keyed_records() > 0 {
+            keys.pending.push(PendingKeys::whole(&segment));
+        }
+        segments.push(segment);
     }
 
     if writable && needs_rewrite {
@@ -481,7 +488,7 @@ fn scan_segment(
     salvage: bool,
     prev_lsn: &mut u64,
     next_bound: u64,
-    keys: &mut KeyIndex,
+    mut keys: Option<&mut KeyIndex>,
     max_ulid: &mut Ulid,
 ) -> Result<ScanOutcome, Error> {
     let file_len = segment
@@ -524,7 +531,9 @@ fn scan_segment(
                             if let (Some(code), Some(key)) = (r.kind.code(), r.key)
                                 && r.op != crate::Op::Event
                             {
-                                keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                                if let Some(keys) = keys.as_deref_mut() {
+                                    keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                                }
                                 keyed += 1;
                             }
                             *max_ulid = (*max_ulid).max(r.id);
