@@ -11,7 +11,7 @@ use crate::segment::Segment;
 use crate::{Error, Record};
 
 /// Large positioned reads: one syscall per mebibyte keeps replay near raw read speed.
-const READ_CHUNK: usize = 1024 * 1024;
+pub(crate) const READ_CHUNK: usize = 1024 * 1024;
 
 /// What [`FrameReader::next_frame`] found.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ impl FrameReader {
     pub(crate) fn new(offset: u64, limit: u64) -> FrameReader {
         FrameReader {
             limit,
-            buf: vec![0u8; READ_CHUNK],
+            buf: spare::take(),
             buf_pos: offset,
             filled: 0,
             pos: offset,
@@ -169,6 +169,46 @@ impl FrameReader {
             len: total as u64,
             body,
         })
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.buf));
+    }
+}
+
+/// A few read buffers kept for the next reader: readers come and go (every open, `iter_from`,
+/// `entries_since`, maintenance pass), and a fresh mebibyte each time costs its zeroing and a
+/// page fault per 4 KiB — more than copying the data into it.
+pub(crate) mod spare {
+    use std::sync::Mutex;
+
+    pub(crate) use super::READ_CHUNK as LEN;
+
+    /// Kept at most; more readers than this at once allocate their own.
+    const KEPT: usize = 4;
+
+    static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// A zeroed-once buffer of [`LEN`] bytes (its contents are whatever the last reader left).
+    pub(crate) fn take() -> Vec<u8> {
+        BUFFERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![0u8; LEN])
+    }
+
+    /// Keeps `buf` unless enough are kept or it grew for a large frame.
+    pub(crate) fn give(buf: Vec<u8>) {
+        if buf.len() != LEN {
+            return;
+        }
+        let mut kept = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < KEPT {
+            kept.push(buf);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use ulid::Ulid;
 
 use crate::compaction::{KeyIndex, PendingKeys};
 use crate::error::Corruption;
-use crate::reader::{FrameReader, Next};
+use crate::reader::{FrameReader, Next, spare};
 use crate::record::{BodyRecords, TAG_SEAL};
 use crate::segment::{
     HEADER_LEN, Seal, Segment, SegmentHeader, TEMP_SUFFIX, parse_segment_name, read_header,
@@ -695,37 +695,40 @@ fn tail_probe_end(end: u64, file_len: u64, largest_frame: u64) -> u64 {
 
 /// Offset of the first non-zero byte in `[from, to)`, if any.
 pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
-    const CHUNK: usize = 1024 * 1024;
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = from;
-    while at < to {
-        let n = ((to - at) as usize).min(CHUNK);
-        file.read_exact_at(&mut buf[..n], at)?;
-        // An OR-reduction vectorises; locate the exact byte only when there is one.
-        if buf[..n].iter().fold(0u8, |acc, &b| acc | b) != 0
-            && let Some(i) = buf[..n].iter().position(|&b| b != 0)
-        {
-            return Ok(Some(at + i as u64));
+    let mut buf = spare::take();
+    let found = (|| {
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            // An OR-reduction vectorises; locate the exact byte only when there is one.
+            if buf[..n].iter().fold(0u8, |acc, &b| acc | b) != 0
+                && let Some(i) = buf[..n].iter().position(|&b| b != 0)
+            {
+                return Ok(Some(at + i as u64));
+            }
+            at += n as u64;
         }
-        at += n as u64;
-    }
-    Ok(None)
+        Ok(None)
+    })();
+    spare::give(buf);
+    found
 }
 
 /// Zeroes `[from, last non-zero byte]` and syncs; returns how many bytes were non-zero-bounded.
 fn zero_tail(file: &File, from: u64, file_len: u64) -> std::io::Result<u64> {
-    const CHUNK: usize = 1024 * 1024;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = spare::take();
     let mut at = from;
     let mut last_dirty_end = from;
     while at < file_len {
-        let n = ((file_len - at) as usize).min(CHUNK);
+        let n = ((file_len - at) as usize).min(buf.len());
         file.read_exact_at(&mut buf[..n], at)?;
         if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
             last_dirty_end = at + i as u64 + 1;
         }
         at += n as u64;
     }
+    spare::give(buf);
     if last_dirty_end > from {
         crate::segment::zero_fill(file, from, last_dirty_end)?;
         file.sync_data()?;
