@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::compaction::KeyIndex;
+use crate::compaction::{KeyIndex, PendingKeys};
 use crate::id::now_ms;
 use crate::reader::{FrameReader, Next};
 use crate::record::BodyRecords;
@@ -79,8 +79,9 @@ fn remove_segments(inner: &Inner, victims: &[Arc<Segment>]) -> Result<PruneRepor
         {
             let mut keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
             for v in victims {
-                if !keys.take_pending(v) {
-                    forget_keys(v, &mut keys)?;
+                let counted_from = keys.take_pending(v);
+                if counted_from < v.end() {
+                    forget_keys(v, counted_from, &mut keys)?;
                 }
             }
         }
@@ -121,8 +122,12 @@ fn remove_segments(inner: &Inner, victims: &[Arc<Segment>]) -> Result<PruneRepor
     Ok(report)
 }
 
-fn forget_keys(segment: &Segment, keys: &mut KeyIndex) -> Result<(), Error> {
-    for_each_frame(segment, |_, _, body| {
+/// Forgets the keys of `segment`'s records in frames from byte offset `from` on.
+fn forget_keys(segment: &Segment, from: u64, keys: &mut KeyIndex) -> Result<(), Error> {
+    for_each_frame(segment, |offset, _, body| {
+        if offset < from {
+            return true;
+        }
         if let Ok(records) = BodyRecords::parse(body) {
             for r in records {
                 if let (Op::Put | Op::Delete, Some(key), Some(code)) = (r.op, r.key, r.kind.code())
@@ -302,8 +307,8 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
     inner.last_lsn.store(lsn, Ordering::Release);
     inner.durable_lsn.fetch_min(lsn, Ordering::AcqRel);
 
-    // Rebuild the key index and the size from what is left (truncation is rare). Sealed
-    // segments are folded in lazily; the active one now, before appends observe its keys.
+    // Rebuild the key index and the size from what is left (truncation is rare). Every
+    // segment's keys are folded in lazily, the active one's up to where appends resume.
     let mut keys = KeyIndex::default();
     let mut total = 0;
     for seg in inner
@@ -313,13 +318,8 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
         .iter()
     {
         total += seg.data_bytes();
-        if !Arc::ptr_eq(seg, &w.active) {
-            keys.pending.push(Arc::clone(seg));
-        }
+        keys.pending.push(PendingKeys::whole(seg));
     }
-    let sealed = std::mem::replace(&mut keys.pending, vec![Arc::clone(&w.active)]);
-    keys.fold_pending()?;
-    keys.pending = sealed;
     *inner.keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
     inner.wal_bytes.store(total, Ordering::Relaxed);
     Ok(())

@@ -5,12 +5,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Corruption;
-use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc, next_validated_record};
+use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc};
 use crate::segment::Segment;
 use crate::{Error, Record};
 
 /// Large positioned reads: one syscall per mebibyte keeps replay near raw read speed.
-const READ_CHUNK: usize = 1024 * 1024;
+pub(crate) const READ_CHUNK: usize = 1024 * 1024;
 
 /// What [`FrameReader::next_frame`] found.
 #[derive(Debug)]
@@ -36,8 +36,6 @@ pub(crate) struct FrameReader {
     buf_pos: u64,
     filled: usize,
     pos: u64,
-    /// Where the body of the frame last returned lies in `buf`.
-    last_body: (usize, usize),
 }
 
 impl FrameReader {
@@ -45,18 +43,11 @@ impl FrameReader {
     pub(crate) fn new(offset: u64, limit: u64) -> FrameReader {
         FrameReader {
             limit,
-            buf: vec![0u8; READ_CHUNK],
+            buf: spare::take(),
             buf_pos: offset,
             filled: 0,
             pos: offset,
-            last_body: (0, 0),
         }
-    }
-
-    /// The body of the frame the last [`next_frame`](Self::next_frame) returned; valid until
-    /// the next call.
-    pub(crate) fn last_body(&self) -> &[u8] {
-        &self.buf[self.last_body.0..self.last_body.1]
     }
 
     /// Offset of the next frame.
@@ -167,7 +158,6 @@ impl FrameReader {
             });
         }
         let start = (self.pos - self.buf_pos) as usize;
-        self.last_body = (start + FRAME_HEADER_LEN, start + total);
         let body = &self.buf[start + FRAME_HEADER_LEN..start + total];
         if let Err(kind) = check_crc(&header, body) {
             return Ok(Next::Bad { offset, kind });
@@ -178,6 +168,46 @@ impl FrameReader {
             len: total as u64,
             body,
         })
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.buf));
+    }
+}
+
+/// A few read buffers kept for the next reader: readers come and go (every open, `iter_from`,
+/// `entries_since`, maintenance pass), and a fresh mebibyte each time costs its zeroing and a
+/// page fault per 4 KiB — more than copying the data into it.
+pub(crate) mod spare {
+    use std::sync::Mutex;
+
+    pub(crate) use super::READ_CHUNK as LEN;
+
+    /// Kept at most; more readers than this at once allocate their own.
+    const KEPT: usize = 4;
+
+    static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// A zeroed-once buffer of [`LEN`] bytes (its contents are whatever the last reader left).
+    pub(crate) fn take() -> Vec<u8> {
+        BUFFERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![0u8; LEN])
+    }
+
+    /// Keeps `buf` unless enough are kept or it grew for a large frame.
+    pub(crate) fn give(buf: Vec<u8>) {
+        if buf.len() != LEN {
+            return;
+        }
+        let mut kept = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < KEPT {
+            kept.push(buf);
+        }
     }
 }
 
@@ -195,9 +225,8 @@ pub struct Iter<'a> {
     next_segment: usize,
     current: Option<(Arc<Segment>, FrameReader)>,
     from: u64,
-    /// Records of the current frame still to hand out: byte offset in the frame body of the
-    /// next one, and how many remain.
-    frame: Option<(usize, u32)>,
+    /// Records of the current frame still to hand out.
+    frame: std::collections::VecDeque<Record>,
     done: bool,
     _wal: PhantomData<&'a ()>,
 }
@@ -214,30 +243,10 @@ impl Iter<'_> {
             next_segment: start,
             current: None,
             from,
-            frame: None,
+            frame: std::collections::VecDeque::new(),
             done: false,
             _wal: PhantomData,
         }
-    }
-
-    /// The next record of the current frame at or above `from`, if any.
-    fn next_in_frame(&mut self) -> Option<Record> {
-        let (mut at, mut remaining) = self.frame?;
-        let (_, reader) = self.current.as_ref()?;
-        let body = reader.last_body();
-        while remaining > 0 {
-            let Some((r, len)) = next_validated_record(&body[at..]) else {
-                break;
-            };
-            at += len;
-            remaining -= 1;
-            if r.lsn >= self.from {
-                self.frame = (remaining > 0).then_some((at, remaining));
-                return Some(r.to_record());
-            }
-        }
-        self.frame = None;
-        None
     }
 
     /// Moves to the next frame with records; `Ok(false)` at the end of the log.
@@ -267,7 +276,9 @@ impl Iter<'_> {
                     let records = BodyRecords::parse(body)
                         .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
                     if records.last_lsn >= self.from {
-                        self.frame = Some((records.cursor_in(body), records.count));
+                        let from = self.from;
+                        self.frame
+                            .extend(records.filter(|r| r.lsn >= from).map(|r| r.to_record()));
                         return Ok(true);
                     }
                 }
@@ -295,7 +306,7 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.next_in_frame() {
+            if let Some(r) = self.frame.pop_front() {
                 return Some(Ok(r));
             }
             if self.done {

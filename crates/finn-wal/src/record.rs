@@ -370,10 +370,10 @@ fn parse_record(b: &[u8]) -> Result<(RecordRef<'_>, usize), Corruption> {
 }
 
 /// The records of a frame body, validated as a whole before the first one is handed out, so
-/// a damaged batch yields nothing at all.
+/// a damaged batch yields nothing at all. Each record is decoded once, by the validation (a
+/// key's UTF-8 check is a tenth of a replay), and handed out from what it decoded.
 pub(crate) struct BodyRecords<'a> {
-    rest: &'a [u8],
-    remaining: u32,
+    records: Decoded<'a>,
     /// LSN of the first and of the last record (found while validating).
     pub(crate) first_lsn: u64,
     pub(crate) last_lsn: u64,
@@ -381,6 +381,12 @@ pub(crate) struct BodyRecords<'a> {
     pub(crate) count: u32,
     /// The frame's `synced_to` marker; `None` for unmarked frames (batch encoding).
     pub(crate) synced_to: Option<u64>,
+}
+
+/// A single record's frame (the common case) needs no allocation.
+enum Decoded<'a> {
+    One(Option<RecordRef<'a>>),
+    Many(std::vec::IntoIter<RecordRef<'a>>),
 }
 
 impl<'a> BodyRecords<'a> {
@@ -411,65 +417,57 @@ impl<'a> BodyRecords<'a> {
             }
             _ => return Err(Corruption::Malformed),
         };
-        let mut cursor = rest;
-        let mut previous: Option<u64> = None;
-        let mut first_lsn = 0;
-        for _ in 0..count {
-            let (r, len) = parse_record(cursor)?;
-            if let Some(p) = previous
-                && r.lsn <= p
-            {
-                return Err(Corruption::LsnOrder {
-                    previous: p,
-                    found: r.lsn,
-                });
+        let (records, first_lsn, last_lsn) = if count == 1 {
+            let (r, len) = parse_record(rest)?;
+            if len != rest.len() {
+                return Err(Corruption::Malformed);
             }
-            if previous.is_none() {
-                first_lsn = r.lsn;
+            let lsn = r.lsn;
+            (Decoded::One(Some(r)), lsn, lsn)
+        } else {
+            // A count read from damaged bytes must not size the allocation: every record
+            // takes at least a header.
+            let mut records =
+                Vec::with_capacity((count as usize).min(rest.len() / RECORD_HEADER_LEN));
+            let mut cursor = rest;
+            for _ in 0..count {
+                let (r, len) = parse_record(cursor)?;
+                if let Some(p) = records.last().map(|p: &RecordRef<'_>| p.lsn)
+                    && r.lsn <= p
+                {
+                    return Err(Corruption::LsnOrder {
+                        previous: p,
+                        found: r.lsn,
+                    });
+                }
+                records.push(r);
+                cursor = &cursor[len..];
             }
-            previous = Some(r.lsn);
-            cursor = &cursor[len..];
-        }
-        if !cursor.is_empty() {
-            return Err(Corruption::Malformed);
-        }
+            if !cursor.is_empty() {
+                return Err(Corruption::Malformed);
+            }
+            let first = records.first().map_or(0, |r| r.lsn);
+            let last = records.last().map_or(first, |r| r.lsn);
+            (Decoded::Many(records.into_iter()), first, last)
+        };
         Ok(BodyRecords {
-            rest,
-            remaining: count,
+            records,
             first_lsn,
-            last_lsn: previous.unwrap_or(first_lsn),
+            last_lsn,
             count,
             synced_to,
         })
     }
 }
 
-impl BodyRecords<'_> {
-    /// Offset in `body` (the slice given to [`BodyRecords::parse`]) of the first record not yet
-    /// handed out.
-    pub(crate) fn cursor_in(&self, body: &[u8]) -> usize {
-        body.len() - self.rest.len()
-    }
-}
-
-/// Decodes the record at the start of `b` in a body that [`BodyRecords::parse`] has validated;
-/// returns it and its encoded length.
-pub(crate) fn next_validated_record(b: &[u8]) -> Option<(RecordRef<'_>, usize)> {
-    parse_record(b).ok()
-}
-
 impl<'a> Iterator for BodyRecords<'a> {
     type Item = RecordRef<'a>;
 
     fn next(&mut self) -> Option<RecordRef<'a>> {
-        if self.remaining == 0 {
-            return None;
+        match &mut self.records {
+            Decoded::One(r) => r.take(),
+            Decoded::Many(rs) => rs.next(),
         }
-        // Validated in `parse`, so this cannot fail; stop quietly if it somehow does.
-        let (r, len) = parse_record(self.rest).ok()?;
-        self.rest = &self.rest[len..];
-        self.remaining -= 1;
-        Some(r)
     }
 }
 

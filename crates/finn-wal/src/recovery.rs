@@ -14,10 +14,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use ulid::Ulid;
 
-use crate::compaction::KeyIndex;
+use crate::compaction::{KeyIndex, PendingKeys};
 use crate::error::Corruption;
 use crate::fs::{Io, IoFile, OpenMode};
-use crate::reader::{FrameReader, Next};
+use crate::reader::{FrameReader, Next, spare};
 use crate::record::{BodyRecords, TAG_SEAL};
 use crate::segment::{
     HEADER_LEN, Seal, Segment, SegmentHeader, TEMP_SUFFIX, parse_segment_name, read_header,
@@ -266,17 +266,20 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             report.trusted_seals += 1;
             let segment = Arc::new(segment);
             if seal.keyed_records > 0 {
-                keys.pending.push(Arc::clone(&segment));
+                keys.pending.push(PendingKeys::whole(&segment));
             }
             segments.push(segment);
             continue;
         }
+        let salvage = mode == RecoveryMode::SalvageAll;
+        // Keys are folded lazily from what the scan accepted, except where salvage may leave
+        // holes a later read would stop at.
         let mut outcome = scan_segment(
             &mut segment,
-            mode == RecoveryMode::SalvageAll,
+            salvage,
             &mut prev_lsn,
             next_bound,
-            &mut keys,
+            salvage.then_some(&mut keys),
             &mut max_ulid,
         )?;
         if outcome.sealed {
@@ -371,7 +374,11 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         } else if outcome.sealed {
             segment.mark_sealed();
         }
-        segments.push(Arc::new(segment));
+        let segment = Arc::new(segment);
+        if !salvage && segment.keyed_records() > 0 {
+            keys.pending.push(PendingKeys::whole(&segment));
+        }
+        segments.push(segment);
     }
 
     if writable && needs_rewrite {
@@ -482,7 +489,7 @@ fn scan_segment(
     salvage: bool,
     prev_lsn: &mut u64,
     next_bound: u64,
-    keys: &mut KeyIndex,
+    mut keys: Option<&mut KeyIndex>,
     max_ulid: &mut Ulid,
 ) -> Result<ScanOutcome, Error> {
     let file_len = segment
@@ -524,7 +531,9 @@ fn scan_segment(
                             if let (Some(code), Some(key)) = (r.kind.code(), r.key)
                                 && r.op != crate::Op::Event
                             {
-                                keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                                if let Some(keys) = keys.as_deref_mut() {
+                                    keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                                }
                                 keyed += 1;
                             }
                             *max_ulid = (*max_ulid).max(r.id);
@@ -686,37 +695,40 @@ fn tail_probe_end(end: u64, file_len: u64, largest_frame: u64) -> u64 {
 
 /// Offset of the first non-zero byte in `[from, to)`, if any.
 pub(crate) fn first_nonzero(file: &dyn IoFile, from: u64, to: u64) -> std::io::Result<Option<u64>> {
-    const CHUNK: usize = 1024 * 1024;
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = from;
-    while at < to {
-        let n = ((to - at) as usize).min(CHUNK);
-        file.read_exact_at(&mut buf[..n], at)?;
-        // An OR-reduction vectorises; locate the exact byte only when there is one.
-        if buf[..n].iter().fold(0u8, |acc, &b| acc | b) != 0
-            && let Some(i) = buf[..n].iter().position(|&b| b != 0)
-        {
-            return Ok(Some(at + i as u64));
+    let mut buf = spare::take();
+    let found = (|| {
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            // An OR-reduction vectorises; locate the exact byte only when there is one.
+            if buf[..n].iter().fold(0u8, |acc, &b| acc | b) != 0
+                && let Some(i) = buf[..n].iter().position(|&b| b != 0)
+            {
+                return Ok(Some(at + i as u64));
+            }
+            at += n as u64;
         }
-        at += n as u64;
-    }
-    Ok(None)
+        Ok(None)
+    })();
+    spare::give(buf);
+    found
 }
 
 /// Zeroes `[from, last non-zero byte]` and syncs; returns how many bytes were non-zero-bounded.
 fn zero_tail(file: &dyn IoFile, from: u64, file_len: u64) -> std::io::Result<u64> {
-    const CHUNK: usize = 1024 * 1024;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = spare::take();
     let mut at = from;
     let mut last_dirty_end = from;
     while at < file_len {
-        let n = ((file_len - at) as usize).min(CHUNK);
+        let n = ((file_len - at) as usize).min(buf.len());
         file.read_exact_at(&mut buf[..n], at)?;
         if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
             last_dirty_end = at + i as u64 + 1;
         }
         at += n as u64;
     }
+    spare::give(buf);
     if last_dirty_end > from {
         crate::segment::zero_fill(file, from, last_dirty_end)?;
         file.sync_data()?;
