@@ -7,14 +7,14 @@
 //! prune, and the directory syncs that `power_loss.rs` has to assume.
 //!
 //! A seeded workload (`Sync` and `None` appends, batches, explicit syncs, rotations through a
-//! 4 KiB segment size, one compaction and one prune) runs once to count its operations, then
-//! again with the power failing after operation `n` for every `n` (`SimFs::halt_after`). For
-//! each, the image holding only what was synced and several images holding random subsets of
-//! the unsynced writes and entry changes are opened by a fresh WAL with the default recovery
-//! mode. It must open; every record the WAL acknowledged as durable (`Wal::durable_lsn`) must be
-//! there, intact and in order (unless a compaction may have replaced it by a newer durable put
-//! of its key, or the prune covered it); everything after must be an intact prefix of what was
-//! appended.
+//! 4 KiB segment size, one compaction and one prune; segments preallocated or not) runs once
+//! to count its operations, then again with the power failing after operation `n` for every
+//! `n` (`SimFs::halt_after`). For each, the image holding only what was synced and several
+//! images holding random subsets of the unsynced writes and entry changes are opened by a
+//! fresh WAL with the default recovery mode. It must open; every record the WAL acknowledged
+//! as durable (`Wal::durable_lsn`) must be there, intact and in order (unless a compaction may
+//! have replaced it by a newer durable put of its key, or the prune covered it); everything
+//! after must be an intact prefix of what was appended.
 //!
 //! `Durability::Batch` is left out: its background flush would make the operation count
 //! depend on timing, and a halt point must name the same operation in every run.
@@ -78,7 +78,12 @@ fn workload(fs: &SimFs, seed: u64) -> Run {
 
 fn workload_steps(fs: &SimFs, seed: u64, run: &mut Run) -> Result<(), Error> {
     let mut rng = Rng::new(seed);
-    let (wal, _) = Wal::open(DIR, options(fs))?;
+    // Odd seeds preallocate (the default), even ones grow each segment as they write.
+    let options = Options {
+        preallocate: seed % 2 == 1,
+        ..options(fs)
+    };
+    let (wal, _) = Wal::open(DIR, options)?;
     let steps = 40 + rng.below(20);
     let compact_at = 15 + rng.below(10);
     let prune_at = compact_at + 5 + rng.below(10);
