@@ -61,11 +61,12 @@
 //!   fsync → rename → directory fsync → delete the old segments. It runs when superseded bytes
 //!   reach [`Options::compaction_garbage_ratio`] of the log (or an eighth under disk-pressure
 //!   warning), at most once per rotation: amortized O(1) work per append.
-//! - **One I/O layer.** Every file operation goes through the [`fs::Io`] in [`Options::io`]
-//!   (the real file system by default, with its `O_TMPFILE` and flock fast paths). Tests give
-//!   it [`fs::sim::SimFs`], which records every write and sync and builds the images a power
-//!   loss could leave; `tests/sim_power_loss.rs` powers the WAL off after every operation of
-//!   a workload and reopens each image (see `docs/guarantees.md`).
+//! - **One I/O layer.** Every file operation of a [`Wal`] goes through the [`fs::Io`] in
+//!   [`Options::io`] (the real file system by default, with its `O_TMPFILE` and flock fast
+//!   paths). Tests give it [`fs::sim::SimFs`], which records every write and sync and builds
+//!   the images a power loss could leave; `tests/sim_power_loss.rs` powers the WAL off after
+//!   every operation of a workload and reopens each image (see `docs/guarantees.md`). The
+//!   [`store`] layers' own state files do not go through it yet.
 //! - **Disk pressure** from the WAL's real size and the filesystem's `f_bavail`: a warning
 //!   triggers compaction, critical rejects appends with [`Error::DiskPressureCritical`] and
 //!   touches nothing already written.

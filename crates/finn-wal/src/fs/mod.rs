@@ -1,8 +1,9 @@
 //! The I/O layer the WAL and the durable whole-file helpers run on, and those helpers.
 //!
-//! Every file-system operation of the WAL (segment creation, appends, syncs, seals, recovery,
-//! compaction, pruning, the directory lock) goes through an [`Io`], held by
-//! [`Options::io`](crate::Options::io) as an `Arc<dyn Io>`. The default, [`Os`], is the real
+//! Every file-system operation of a [`Wal`](crate::Wal) (segment creation, appends, syncs,
+//! seals, recovery, compaction, pruning, the directory lock) goes through an [`Io`], held by
+//! [`Options::io`](crate::Options::io) as an `Arc<dyn Io>`. (The [`store`](crate::store)
+//! layers' own state files do not yet: they use the real file system.) The default, [`Os`], is the real
 //! file system with its fast paths (an `O_TMPFILE` segment prepared in the background, flock).
 //! [`sim::SimFs`] is a recording in-memory file system for power-loss tests: it builds the
 //! images a power loss could leave (only what a sync covered, or that plus any subset of what
