@@ -61,6 +61,8 @@ struct Run {
     compacted: bool,
     /// `prune_through` was called with this LSN.
     pruned: u64,
+    /// The error that ended the workload early.
+    error: Option<Error>,
 }
 
 fn payload(seed: u64, n: usize, rng: &mut Rng) -> Vec<u8> {
@@ -72,7 +74,7 @@ fn payload(seed: u64, n: usize, rng: &mut Rng) -> Vec<u8> {
 /// Runs the workload of `seed` until it ends or an operation fails (the power failed).
 fn workload(fs: &SimFs, seed: u64) -> Run {
     let mut run = Run::default();
-    let _ = workload_steps(fs, seed, &mut run);
+    run.error = workload_steps(fs, seed, &mut run).err();
     run
 }
 
@@ -303,6 +305,39 @@ fn an_eio_on_a_wal_sync_is_a_typed_error_poisons_and_loses_nothing_acknowledged(
                 tail[i],
                 "{mode:?}: a prefix of the unsynced tail"
             );
+        }
+    }
+}
+
+#[test]
+fn an_eio_on_any_sync_of_the_workload_is_a_typed_error_and_loses_nothing_acknowledged() {
+    // Every sync of a workload in turn fails with EIO: segment creation, appends, seals,
+    // compaction output, directory syncs. The call gets the EIO as `Error::Io`, never retries
+    // it, and every power-loss image after it keeps what was acknowledged.
+    let seed = 5;
+    let total = {
+        let fs = SimFs::new();
+        let run = workload(&fs, seed);
+        assert!(run.error.is_none(), "{:?}", run.error);
+        fs.syncs()
+    };
+    for n in 1..=total {
+        let fs = SimFs::new();
+        fs.fail_nth_sync(n);
+        let run = workload(&fs, seed);
+        match &run.error {
+            Some(Error::Io { source, .. }) if source.raw_os_error() == Some(5) => {}
+            // The last sync is the one `Drop` makes; its failure is logged, not returned.
+            None if n == total => {}
+            other => panic!("sync {n} of {total} failed: the workload ended with {other:?}"),
+        }
+        // The workload stops at the error; nothing syncs again, the handle's drop included.
+        assert_eq!(fs.syncs(), n, "sync {n}: a sync after the failed one");
+        let modes = std::iter::once(Crash::DropUnsynced).chain((0..4).map(Crash::Subset));
+        for mode in modes {
+            if let Err(why) = check_image(fs.crash(mode), &run) {
+                panic!("EIO on sync {n} of {total}, {mode:?}: {why}");
+            }
         }
     }
 }

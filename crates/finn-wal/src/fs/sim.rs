@@ -92,7 +92,10 @@ struct State {
     next_inode: Inode,
     ops: u64,
     halt_after: Option<u64>,
-    fail_next_sync: bool,
+    /// Syncs performed (counted in `ops` too).
+    syncs: u64,
+    /// The sync with this number fails.
+    fail_sync: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -221,7 +224,18 @@ impl SimFs {
     /// The next `sync_data`, `sync_all` or `sync_dir` fails with `EIO` and makes nothing
     /// durable.
     pub fn fail_next_sync(&self) {
-        self.lock().fail_next_sync = true;
+        self.fail_nth_sync(1);
+    }
+
+    /// The `n`-th sync from now (1: the next one) fails with `EIO` and makes nothing durable.
+    pub fn fail_nth_sync(&self, n: u64) {
+        let mut s = self.lock();
+        s.fail_sync = Some(s.syncs + n.max(1));
+    }
+
+    /// Syncs (`sync_data`, `sync_all`, `sync_dir`) performed so far, failed ones included.
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
     }
 
     /// The image a power loss now would leave, as a fresh file system (durable and visible
@@ -317,7 +331,9 @@ impl SimFs {
 
     fn sync_op(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut s = self.op()?;
-        if std::mem::take(&mut s.fail_next_sync) {
+        s.syncs += 1;
+        if s.fail_sync == Some(s.syncs) {
+            s.fail_sync = None;
             return Err(Error::from_raw_os_error(5)); // EIO
         }
         Ok(s)
