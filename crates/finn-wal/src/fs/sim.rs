@@ -22,8 +22,8 @@
 //!
 //! [`SimFs::halt_after`] stops the world after a given number of operations (the power fails
 //! there: that operation and every later one fail and change nothing; reads are refused too
-//! but not counted), and [`SimFs::fail_next_sync`] makes the next sync fail with `EIO`, as a
-//! dying disk would. There is no `O_TMPFILE` ([`Io::create_unnamed`] says `None`, so the WAL
+//! but not counted), and [`SimFs::fail_next_sync`] / [`SimFs::fail_nth_sync`] make a sync
+//! fail with `EIO` and make nothing durable, as a dying disk would. There is no `O_TMPFILE` ([`Io::create_unnamed`] says `None`, so the WAL
 //! takes its portable path) and the lock of [`Io::try_lock`] is an in-memory one.
 //!
 //! ```
