@@ -60,11 +60,18 @@ impl AsideRetention {
 
 /// A free path `aside/<id>-<what>` (`-2`, `-3`, ... appended if a run sets aside two things
 /// of the same kind).
-pub(crate) fn free_name(aside_root: &Path, id: Ulid, what: &str) -> String {
+pub(crate) fn free_name(
+    io: &dyn finn_wal::fs::Io,
+    aside_root: &Path,
+    id: Ulid,
+    what: &str,
+) -> String {
     let base = format!("{id}-{what}");
     let mut name = base.clone();
     let mut n = 2;
-    while fs::symlink_metadata(aside_root.join(&name)).is_ok() {
+    // An entry that cannot be checked counts as free: the rename into it then fails with the
+    // real error instead of this loop running on.
+    while io.exists(&aside_root.join(&name)).unwrap_or(false) {
         name = format!("{base}-{n}");
         n += 1;
     }

@@ -17,11 +17,10 @@ use std::collections::HashMap;
 /// A map with a fast, per-process randomly seeded hasher (foldhash): the index is filled from
 /// every keyed record on open, where SipHash cost a quarter of the time.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
+use crate::fs::{IoFile, OpenMode};
 use crate::id::now_ms;
 use crate::reader::{FrameReader, Next};
 use crate::record::TAG_SEAL;
@@ -32,7 +31,7 @@ use crate::segment::{
 };
 use crate::status::{CompactionReport, Metrics};
 use crate::writer::Inner;
-use crate::{Error, Op, fs as wal_fs};
+use crate::{Error, Op};
 
 /// Newest LSN per `(kind code, key)`, plus how many bytes of superseded keyed records exist.
 ///
@@ -93,12 +92,9 @@ impl KeyIndex {
         }
     }
 
-    /// Whether the record at `lsn` is the newest for its key.
-    pub(crate) fn is_live(&self, kind: u16, key: &str, lsn: u64) -> bool {
-        self.map
-            .get(&kind)
-            .and_then(|k| k.get(key))
-            .is_some_and(|e| e.lsn == lsn)
+    /// LSN of the newest record for the key, if the index holds one.
+    pub(crate) fn newest(&self, kind: u16, key: &str) -> Option<u64> {
+        self.map.get(&kind).and_then(|k| k.get(key)).map(|e| e.lsn)
     }
 
     /// A keyed record left the log (compacted away, pruned, truncated).
@@ -126,7 +122,7 @@ impl KeyIndex {
             let mut reader = FrameReader::new(HEADER_LEN, through.min(seg.end()));
             loop {
                 match reader
-                    .next_frame(&seg.file)
+                    .next_frame(&*seg.file)
                     .map_err(|e| Error::io(&seg.path, e))?
                 {
                     Next::Frame { offset, body, .. } => {
@@ -224,17 +220,16 @@ impl Inner {
 pub(crate) fn load_frames(segment: &Segment) -> Result<(), Error> {
     let len = segment
         .file
-        .metadata()
-        .map_err(|e| Error::io(&segment.path, e))?
-        .len();
-    if let Some(seal) = read_seal(&segment.file, len).map_err(|e| Error::io(&segment.path, e))? {
+        .size()
+        .map_err(|e| Error::io(&segment.path, e))?;
+    if let Some(seal) = read_seal(&*segment.file, len).map_err(|e| Error::io(&segment.path, e))? {
         segment.load_seal(&seal);
         return Ok(());
     }
     let mut reader = FrameReader::new(HEADER_LEN, len);
     loop {
         match reader
-            .next_frame(&segment.file)
+            .next_frame(&*segment.file)
             .map_err(|e| Error::io(&segment.path, e))?
         {
             Next::Frame { offset, len, body } => {
@@ -276,15 +271,12 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         "{}.compact{TEMP_SUFFIX}",
         segment_file_name(header.first_lsn)
     ));
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let io = &*inner.options.io;
+    let out = io
+        .open(&tmp, OpenMode::Truncate)
         .map_err(|e| Error::io(&tmp, e))?;
     let cleanup = |e: Error| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = io.remove_file(&tmp);
         e
     };
     out.write_all_at(&header.encode(), 0)
@@ -297,7 +289,7 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         let mut reader = FrameReader::new(HEADER_LEN, seg.end());
         loop {
             let next = reader
-                .next_frame(&seg.file)
+                .next_frame(&*seg.file)
                 .map_err(|e| cleanup(Error::io(&seg.path, e)))?;
             let (offset, body) = match next {
                 Next::Frame { offset, body, .. } => (offset, body),
@@ -311,11 +303,17 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
             let mut live: Vec<RecordRef<'_>> = Vec::new();
             {
                 let keys = inner.loaded_keys().map_err(&cleanup)?;
+                // A record is superseded only by a durable one: the newer put of a `None`
+                // append may still be lost to a power failure, and the acknowledged record it
+                // replaces must survive that (found by tests/sim_power_loss.rs).
+                let durable = inner.durable_lsn.load(Ordering::Acquire);
                 for r in records {
                     report.records_in += 1;
                     let keep = match (r.op, r.key, r.kind.code()) {
                         (Op::Put | Op::Delete, Some(key), Some(code)) => {
-                            let keep = keys.is_live(code, key, r.lsn);
+                            let keep = keys
+                                .newest(code, key)
+                                .is_none_or(|n| n == r.lsn || n > durable);
                             if !keep {
                                 dropped.push((code, key.into(), r.lsn, r.encoded_len() as u64));
                             }
@@ -362,25 +360,25 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
     let max_ulid = following.header.prev_ulid;
     if dropped.is_empty() {
         // Nothing superseded in the sealed range: leave the files alone.
-        let _ = std::fs::remove_file(&tmp);
+        let _ = io.remove_file(&tmp);
         report.records_out = report.records_in;
         report.bytes_out = report.bytes_in;
         return Ok(report);
     }
     // Seal the output like a rotated segment, so that opening never scans it.
-    let sealed_out = out.try_clone().map_err(|e| cleanup(Error::io(&tmp, e)))?;
-    let staged = Segment::new(tmp.clone(), sealed_out, header);
+    let staged = Segment::new(tmp.clone(), out, header);
     load_frames(&staged).map_err(&cleanup)?;
-    let synced = sync_output(&out).and_then(|()| staged.write_seal(max_ulid));
+    let synced = sync_output(&*staged.file).and_then(|()| staged.write_seal(max_ulid));
     synced.map_err(|e| cleanup(Error::io(&tmp, e)))?;
     drop(staged);
-    drop(out);
     fail::fail_point!("wal::compaction::before_rename", |_| Err(Error::io(
         &tmp,
         std::io::Error::other("fail point wal::compaction::before_rename")
     )));
-    std::fs::rename(&tmp, &first.path).map_err(|e| cleanup(Error::io(&first.path, e)))?;
-    wal_fs::sync_dir(&inner.dir).map_err(|e| Error::io(&inner.dir, e))?;
+    io.rename(&tmp, &first.path)
+        .map_err(|e| cleanup(Error::io(&first.path, e)))?;
+    io.sync_dir(&inner.dir)
+        .map_err(|e| Error::io(&inner.dir, e))?;
     fail::fail_point!("wal::compaction::after_rename", |_| Err(Error::io(
         &first.path,
         std::io::Error::other("fail point wal::compaction::after_rename")
@@ -388,12 +386,10 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
 
     // Swap the new segment in before deleting the old files, so readers that list segments
     // from now on never miss a record.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&first.path)
+    let file = io
+        .open(&first.path, OpenMode::ReadWrite)
         .map_err(|e| Error::io(&first.path, e))?;
-    let header = read_header(&file, &first.path)?;
+    let header = read_header(&*file, &first.path)?;
     let segment = Arc::new(Segment::new(first.path.clone(), file, header));
     load_frames(&segment)?;
     {
@@ -411,9 +407,11 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
         segments.splice(0..sealed.len(), [segment]);
     }
     for seg in &sealed[1..] {
-        std::fs::remove_file(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        io.remove_file(&seg.path)
+            .map_err(|e| Error::io(&seg.path, e))?;
     }
-    wal_fs::sync_dir(&inner.dir).map_err(|e| Error::io(&inner.dir, e))?;
+    io.sync_dir(&inner.dir)
+        .map_err(|e| Error::io(&inner.dir, e))?;
 
     {
         let mut keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
@@ -439,7 +437,7 @@ pub(crate) fn compact(inner: &Inner) -> Result<CompactionReport, Error> {
 }
 
 /// fsync of the compacted output with a fail point in front of it.
-fn sync_output(out: &std::fs::File) -> std::io::Result<()> {
+fn sync_output(out: &dyn IoFile) -> std::io::Result<()> {
     fail::fail_point!("wal::compaction::sync", |_| Err(std::io::Error::other(
         "fail point wal::compaction::sync"
     )));

@@ -55,12 +55,18 @@
 //! - **Nothing deletes unconfirmed data.** Only [`Wal::prune_through`] (whole segments at or
 //!   below an LSN the caller confirms is checkpointed), configured [`Retention`] (never past
 //!   the confirmed mark) and an explicit [`Wal::truncate_after`] remove records. Compaction
-//!   drops only superseded keyed records.
+//!   drops only superseded keyed records, and only when what supersedes them is durable.
 //! - **Compaction** keeps events and the newest put or delete (as a tombstone) of each
 //!   `(kind, key)`, keeps LSNs (replay order stays LSN order), and is crash-safe: temp file →
 //!   fsync → rename → directory fsync → delete the old segments. It runs when superseded bytes
 //!   reach [`Options::compaction_garbage_ratio`] of the log (or an eighth under disk-pressure
 //!   warning), at most once per rotation: amortized O(1) work per append.
+//! - **One I/O layer.** Every file operation of a [`Wal`] goes through the [`fs::Io`] in
+//!   [`Options::io`] (the real file system by default, with its `O_TMPFILE` and flock fast
+//!   paths). Tests give it [`fs::sim::SimFs`], which records every write and sync and builds
+//!   the images a power loss could leave; `tests/sim_power_loss.rs` powers the WAL off after
+//!   every operation of a workload and reopens each image (see `docs/guarantees.md`). The
+//!   [`store`] layers' own state files do not go through it yet.
 //! - **Disk pressure** from the WAL's real size and the filesystem's `f_bavail`: a warning
 //!   triggers compaction, critical rejects appends with [`Error::DiskPressureCritical`] and
 //!   touches nothing already written.

@@ -1,10 +1,12 @@
 //! Tunables: [`Options`], [`Durability`], [`RecoveryMode`], [`Retention`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::fs::Io;
 use crate::record::MIN_SEGMENT_SIZE;
 
 /// Default [`Options::segment_size`]: 64 MiB.
@@ -114,6 +116,12 @@ pub struct Options {
     pub compaction_min_bytes: u64,
     /// Automatic deletion of confirmed segments. Default: off.
     pub retention: Retention,
+    /// The file system every file operation of the WAL goes through. Default:
+    /// [`Os`](crate::fs::Os), the real one. The hook for fault injection and power-loss tests:
+    /// give it a [`SimFs`](crate::fs::sim::SimFs) (see [`with_io`](Self::with_io)). Not
+    /// serialised.
+    #[serde(skip, default = "crate::fs::os")]
+    pub io: Arc<dyn Io>,
 }
 
 impl Default for Options {
@@ -132,11 +140,34 @@ impl Default for Options {
             compaction_garbage_ratio: DEFAULT_COMPACTION_GARBAGE_RATIO,
             compaction_min_bytes: DEFAULT_COMPACTION_MIN_BYTES,
             retention: Retention::default(),
+            io: crate::fs::os(),
         }
     }
 }
 
 impl Options {
+    /// These options with every file operation going through `io`.
+    ///
+    /// ```
+    /// use finn_wal::fs::sim::{Crash, SimFs};
+    /// use finn_wal::{Kind, NewRecord, Options, Wal};
+    ///
+    /// let fs = SimFs::new();
+    /// let options = Options::default().with_io(fs.clone());
+    /// let (wal, _) = Wal::open("/sim/wal", options.clone())?;
+    /// let lsn = wal.append(NewRecord::event(Kind::Audit, b"kept".to_vec()))?;
+    /// drop(wal);
+    /// // The power fails: only what was synced is left, and the record was.
+    /// let image = fs.crash(Crash::DropUnsynced);
+    /// let (wal, _) = Wal::open("/sim/wal", Options::default().with_io(image))?;
+    /// assert_eq!(wal.read(lsn)?.map(|r| r.payload), Some(b"kept".to_vec()));
+    /// # Ok::<(), finn_wal::Error>(())
+    /// ```
+    pub fn with_io(mut self, io: impl Io + 'static) -> Self {
+        self.io = Arc::new(io);
+        self
+    }
+
     /// Checks the values; [`Wal::open`](crate::Wal::open) calls it.
     pub fn validate(&self) -> Result<(), Error> {
         if self.segment_size < MIN_SEGMENT_SIZE {

@@ -11,7 +11,7 @@ use crate::record::BodyRecords;
 use crate::segment::{HEADER_LEN, Segment, SegmentHeader, create_segment, zero_fill};
 use crate::status::PruneReport;
 use crate::writer::Inner;
-use crate::{Error, Lsn, Op, fs as wal_fs};
+use crate::{Error, Lsn, Op};
 
 /// Deletes sealed segments whose records are all `<= lsn`, oldest first.
 pub(crate) fn prune_through(inner: &Inner, lsn: u64) -> Result<PruneReport, Error> {
@@ -94,12 +94,20 @@ fn remove_segments(inner: &Inner, victims: &[Arc<Segment>]) -> Result<PruneRepor
                 &v.path,
                 std::io::Error::other("fail point wal::prune::remove")
             )));
-            std::fs::remove_file(&v.path).map_err(|e| Error::io(&v.path, e))?;
+            inner
+                .options
+                .io
+                .remove_file(&v.path)
+                .map_err(|e| Error::io(&v.path, e))?;
             report.segments_removed += 1;
             report.bytes_removed += v.data_bytes();
             tracing::info!(segment = %v.path.display(), "pruned segment");
         }
-        wal_fs::sync_dir(&inner.dir).map_err(|e| Error::io(&inner.dir, e))?;
+        inner
+            .options
+            .io
+            .sync_dir(&inner.dir)
+            .map_err(|e| Error::io(&inner.dir, e))?;
         inner
             .wal_bytes
             .fetch_sub(report.bytes_removed, Ordering::Relaxed);
@@ -140,7 +148,7 @@ fn for_each_frame(
     let mut reader = FrameReader::new(HEADER_LEN, segment.end());
     loop {
         match reader
-            .next_frame(&segment.file)
+            .next_frame(&*segment.file)
             .map_err(|e| Error::io(&segment.path, e))?
         {
             Next::Frame { offset, len, body } => {
@@ -215,10 +223,18 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
 
     // Newest first, so a crash leaves a prefix of the log.
     for v in victims.iter().rev() {
-        std::fs::remove_file(&v.path).map_err(|e| Error::io(&v.path, e))?;
+        inner
+            .options
+            .io
+            .remove_file(&v.path)
+            .map_err(|e| Error::io(&v.path, e))?;
     }
     if !victims.is_empty() {
-        wal_fs::sync_dir(&inner.dir).map_err(|e| Error::io(&inner.dir, e))?;
+        inner
+            .options
+            .io
+            .sync_dir(&inner.dir)
+            .map_err(|e| Error::io(&inner.dir, e))?;
     }
     {
         let mut segments = inner.segments.write().unwrap_or_else(|e| e.into_inner());
@@ -240,7 +256,7 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
     if let (Some(b), Some((offset, last_kept, counts))) = (boundary, cut) {
         let seg = &snapshot[b];
         let end = seg.end();
-        zero_fill(&seg.file, offset, end)
+        zero_fill(&*seg.file, offset, end)
             .and_then(|()| seg.file.sync_data())
             .map_err(|e| {
                 inner.poison("truncate", &seg.path, &e);
@@ -252,11 +268,7 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
     match reuse {
         Some(b) => {
             let seg = Arc::clone(&snapshot[b]);
-            let len = seg
-                .file
-                .metadata()
-                .map_err(|e| Error::io(&seg.path, e))?
-                .len();
+            let len = seg.file.size().map_err(|e| Error::io(&seg.path, e))?;
             w.capacity = len.max(seg.end());
             w.write_offset = seg.end();
             // Everything kept was synced: sealed data, or the cut's fdatasync above.
@@ -272,6 +284,7 @@ pub(crate) fn truncate_after(inner: &Inner, lsn: u64) -> Result<(), Error> {
                 prev_ulid: w.ulid.last(),
             };
             let (path, file) = create_segment(
+                &*inner.options.io,
                 &inner.dir,
                 &header,
                 inner.options.segment_size,

@@ -1,8 +1,7 @@
 //! Streaming reads: a buffered frame reader over positioned reads, and [`Iter`].
 
-use std::fs::File;
+use crate::fs::IoFile;
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::error::Corruption;
@@ -73,7 +72,7 @@ impl FrameReader {
 
     /// Makes `[pos, pos + n)` available in the buffer as far as the limit and the file allow;
     /// returns how many of those bytes are available.
-    fn ensure(&mut self, file: &File, n: usize) -> std::io::Result<usize> {
+    fn ensure(&mut self, file: &dyn IoFile, n: usize) -> std::io::Result<usize> {
         let in_file = self.limit.saturating_sub(self.pos);
         let want = (n as u64).min(in_file) as usize;
         let off = (self.pos - self.buf_pos) as usize;
@@ -108,7 +107,7 @@ impl FrameReader {
     }
 
     /// Reads the next frame.
-    pub(crate) fn next_frame(&mut self, file: &File) -> std::io::Result<Next<'_>> {
+    pub(crate) fn next_frame(&mut self, file: &dyn IoFile) -> std::io::Result<Next<'_>> {
         let offset = self.pos;
         let got = self.ensure(file, FRAME_HEADER_LEN)?;
         if got < FRAME_HEADER_LEN {
@@ -270,7 +269,7 @@ impl Iter<'_> {
             }
             let limit = reader.limit();
             match reader
-                .next_frame(&seg.file)
+                .next_frame(&*seg.file)
                 .map_err(|e| Error::io(&seg.path, e))?
             {
                 Next::Frame { offset, body, .. } => {

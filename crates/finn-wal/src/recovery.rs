@@ -8,8 +8,6 @@
 //! such a segment surfaces when it is read ([`crate::Iter`] yields the error) and in
 //! [`Wal::verify`](crate::Wal::verify). The other two modes scan every segment.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,13 +16,14 @@ use ulid::Ulid;
 
 use crate::compaction::{KeyIndex, PendingKeys};
 use crate::error::Corruption;
+use crate::fs::{Io, IoFile, OpenMode};
 use crate::reader::{FrameReader, Next, spare};
 use crate::record::{BodyRecords, TAG_SEAL};
 use crate::segment::{
     HEADER_LEN, Seal, Segment, SegmentHeader, TEMP_SUFFIX, parse_segment_name, read_header,
     read_seal, segment_file_name,
 };
-use crate::{Error, Lsn, Options, RecoveryMode, fs as wal_fs};
+use crate::{Error, Lsn, Options, RecoveryMode};
 
 /// What [`Wal::open`](crate::Wal::open) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -160,18 +159,22 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         mode,
         ..RecoveryReport::default()
     };
-    let mut candidates = list_dir(dir, writable, &mut report)?;
+    let io = &*options.io;
+    let mut candidates = list_dir(io, dir, writable, &mut report)?;
     candidates.sort_by_key(|c| c.name_lsn);
 
     // Open and check headers.
-    let mut opened: Vec<(PathBuf, File, SegmentHeader)> = Vec::new();
+    let mut opened: Vec<(PathBuf, Box<dyn IoFile>, SegmentHeader)> = Vec::new();
     for c in candidates {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&c.path)
+        let open_mode = if writable {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::Read
+        };
+        let file = io
+            .open(&c.path, open_mode)
             .map_err(|e| Error::io(&c.path, e))?;
-        let header = read_header(&file, &c.path).and_then(|h| {
+        let header = read_header(&*file, &c.path).and_then(|h| {
             if h.first_lsn == c.name_lsn {
                 Ok(h)
             } else {
@@ -197,7 +200,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
             Err(Error::Corrupt { kind, .. }) if mode == RecoveryMode::SalvageAll => {
                 tracing::warn!(segment = %c.path.display(), cause = %kind, "segment header unreadable; setting it aside");
                 if writable {
-                    set_aside(dir, &c.path)?;
+                    set_aside(io, dir, &c.path)?;
                 }
                 report.repairs.push(Repair::SkippedSegment {
                     segment: c.path,
@@ -209,7 +212,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
     }
 
     // Drop segments superseded by a completed compaction.
-    let mut kept: Vec<(PathBuf, File, SegmentHeader)> = Vec::new();
+    let mut kept: Vec<(PathBuf, Box<dyn IoFile>, SegmentHeader)> = Vec::new();
     let mut covered: Option<(u64, PathBuf)> = None;
     for (path, file, header) in opened {
         if let Some((through, by)) = &covered
@@ -217,8 +220,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         {
             tracing::warn!(segment = %path.display(), covered_by = %by.display(), "removing segment superseded by compaction");
             if writable {
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+                io.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
             }
             report.repairs.push(Repair::RemovedSupersededSegment {
                 path,
@@ -247,10 +250,9 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
         let mut segment = Segment::new(path, file, header);
         let file_len = segment
             .file
-            .metadata()
-            .map_err(|e| Error::io(&segment.path, e))?
-            .len();
-        let seal = read_seal(&segment.file, file_len).map_err(|e| Error::io(&segment.path, e))?;
+            .size()
+            .map_err(|e| Error::io(&segment.path, e))?;
+        let seal = read_seal(&*segment.file, file_len).map_err(|e| Error::io(&segment.path, e))?;
         if mode == RecoveryMode::TolerateTornTail
             && let Some(seal) = seal.as_ref()
             && seal_fits(seal, &header, prev_lsn, next_bound)
@@ -307,7 +309,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
                 }
                 Action::TruncateHere => {
                     let discarded = if writable {
-                        zero_tail(&segment.file, damage.offset, outcome.file_len)
+                        zero_tail(&*segment.file, damage.offset, outcome.file_len)
                             .map_err(|e| Error::io(&segment.path, e))?
                     } else {
                         damage.len
@@ -421,18 +423,17 @@ pub(crate) fn recover(dir: &Path, options: &Options, writable: bool) -> Result<R
 }
 
 fn list_dir(
+    io: &dyn Io,
     dir: &Path,
     writable: bool,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Candidate>, Error> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = io.read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut removed_any = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
+    for name in entries {
         let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
+        let path = dir.join(name);
         if let Some(lsn) = parse_segment_name(name) {
             out.push(Candidate {
                 path,
@@ -440,13 +441,13 @@ fn list_dir(
             });
         } else if name.ends_with(TEMP_SUFFIX) && writable {
             tracing::warn!(path = %path.display(), "removing temp file of an interrupted operation");
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            io.remove_file(&path).map_err(|e| Error::io(&path, e))?;
             removed_any = true;
             report.repairs.push(Repair::RemovedTempFile { path });
         }
     }
     if removed_any {
-        wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
     Ok(out)
 }
@@ -493,9 +494,8 @@ fn scan_segment(
 ) -> Result<ScanOutcome, Error> {
     let file_len = segment
         .file
-        .metadata()
-        .map_err(|e| Error::io(&segment.path, e))?
-        .len();
+        .size()
+        .map_err(|e| Error::io(&segment.path, e))?;
     let mut outcome = ScanOutcome {
         records: 0,
         file_len,
@@ -507,7 +507,7 @@ fn scan_segment(
     let mut largest_frame = 0u64;
     loop {
         let next = reader
-            .next_frame(&segment.file)
+            .next_frame(&*segment.file)
             .map_err(|e| Error::io(&segment.path, e))?;
         let damage_at = match next {
             Next::Frame { offset, body, .. } if body.first() == Some(&TAG_SEAL) => {
@@ -558,7 +558,7 @@ fn scan_segment(
                 // Only a bounded window after the end marker is checked, so that opening
                 // costs the data, not the preallocation (see `tail_probe_end`).
                 let probe_end = tail_probe_end(offset, file_len, largest_frame);
-                first_nonzero(&segment.file, offset, probe_end)
+                first_nonzero(&*segment.file, offset, probe_end)
                     .map_err(|e| Error::io(&segment.path, e))?
                     .map(|_| (offset, Corruption::DataAfterEnd))
             }
@@ -571,7 +571,7 @@ fn scan_segment(
         // (salvage continues there; other modes accept nothing after the first damage), and
         // whether any valid frame after the damage proves it durable.
         let after = resync(
-            &segment.file,
+            &*segment.file,
             offset,
             file_len,
             *prev_lsn,
@@ -626,7 +626,7 @@ struct After {
 /// Looks for valid frames after damage at `from`: every such frame (each later one following
 /// the previous one's LSNs) is checked for a `synced_to` marker beyond `from`.
 fn resync(
-    file: &File,
+    file: &dyn IoFile,
     from: u64,
     file_len: u64,
     prev_lsn: u64,
@@ -694,7 +694,7 @@ fn tail_probe_end(end: u64, file_len: u64, largest_frame: u64) -> u64 {
 }
 
 /// Offset of the first non-zero byte in `[from, to)`, if any.
-pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
+pub(crate) fn first_nonzero(file: &dyn IoFile, from: u64, to: u64) -> std::io::Result<Option<u64>> {
     let mut buf = spare::take();
     let found = (|| {
         let mut at = from;
@@ -716,7 +716,7 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<
 }
 
 /// Zeroes `[from, last non-zero byte]` and syncs; returns how many bytes were non-zero-bounded.
-fn zero_tail(file: &File, from: u64, file_len: u64) -> std::io::Result<u64> {
+fn zero_tail(file: &dyn IoFile, from: u64, file_len: u64) -> std::io::Result<u64> {
     let mut buf = spare::take();
     let mut at = from;
     let mut last_dirty_end = from;
@@ -737,10 +737,10 @@ fn zero_tail(file: &File, from: u64, file_len: u64) -> std::io::Result<u64> {
 }
 
 /// Renames a damaged segment so that it is no longer part of the log but stays on disk.
-fn set_aside(dir: &Path, path: &Path) -> Result<PathBuf, Error> {
+fn set_aside(io: &dyn Io, dir: &Path, path: &Path) -> Result<PathBuf, Error> {
     let target = damaged_name(path);
-    std::fs::rename(path, &target).map_err(|e| Error::io(path, e))?;
-    wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    io.rename(path, &target).map_err(|e| Error::io(path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(target)
 }
 
@@ -757,13 +757,9 @@ fn rewrite_without_holes(dir: &Path, seg: &Segment, options: &Options) -> Result
         "{}.salvage{TEMP_SUFFIX}",
         segment_file_name(seg.header.first_lsn)
     ));
+    let io = &*options.io;
     let write = || -> std::io::Result<()> {
-        let out = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let out = io.open(&tmp, OpenMode::Truncate)?;
         out.write_all_at(&seg.header.encode(), 0)?;
         let mut at = HEADER_LEN;
         let mut reader = FrameReader::new(HEADER_LEN, seg.end());
@@ -771,7 +767,7 @@ fn rewrite_without_holes(dir: &Path, seg: &Segment, options: &Options) -> Result
             if let Some(&(_, end)) = seg.holes.iter().find(|h| h.0 == reader.pos()) {
                 reader.seek(end);
             }
-            match reader.next_frame(&seg.file)? {
+            match reader.next_frame(&*seg.file)? {
                 Next::Frame { offset, len, .. } => {
                     let mut frame = vec![0u8; len as usize];
                     seg.file.read_exact_at(&mut frame, offset)?;
@@ -783,18 +779,20 @@ fn rewrite_without_holes(dir: &Path, seg: &Segment, options: &Options) -> Result
         }
         if options.preallocate && !seg.header.is_compacted() {
             let size = options.segment_size.max(at);
-            crate::segment::zero_fill(&out, at, size)?;
+            crate::segment::zero_fill(&*out, at, size)?;
         }
         out.sync_all()
     };
     if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = io.remove_file(&tmp);
         return Err(Error::io(&tmp, e));
     }
     let kept = damaged_name(&seg.path);
-    std::fs::rename(&seg.path, &kept).map_err(|e| Error::io(&seg.path, e))?;
-    std::fs::rename(&tmp, &seg.path).map_err(|e| Error::io(&seg.path, e))?;
-    wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    io.rename(&seg.path, &kept)
+        .map_err(|e| Error::io(&seg.path, e))?;
+    io.rename(&tmp, &seg.path)
+        .map_err(|e| Error::io(&seg.path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(kept)
 }
 
@@ -818,7 +816,7 @@ pub(crate) fn verify_segment(segment: &Segment) -> Result<crate::SegmentCheck, E
             reader.seek(hole_end);
         }
         let next = reader
-            .next_frame(&segment.file)
+            .next_frame(&*segment.file)
             .map_err(|e| Error::io(&segment.path, e))?;
         match next {
             Next::Frame { offset, body, .. } => match check_body(body, prev, lower, u64::MAX) {
@@ -855,10 +853,9 @@ pub(crate) fn verify_segment(segment: &Segment) -> Result<crate::SegmentCheck, E
     if check.sealed {
         let len = segment
             .file
-            .metadata()
-            .map_err(|e| Error::io(&segment.path, e))?
-            .len();
-        let seal = read_seal(&segment.file, len).map_err(|e| Error::io(&segment.path, e))?;
+            .size()
+            .map_err(|e| Error::io(&segment.path, e))?;
+        let seal = read_seal(&*segment.file, len).map_err(|e| Error::io(&segment.path, e))?;
         let agrees = seal.is_some_and(|seal| {
             seal.data_end == end
                 && seal.records == check.records

@@ -42,18 +42,16 @@
 //! header and the seal) instead of scanning its records. A missing or torn seal (a crash while
 //! sealing) makes the segment unsealed: it is scanned, and a writable open seals it again.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ulid::Ulid;
 
+use crate::Error;
 use crate::error::Corruption;
-use crate::fs::sync_dir;
+use crate::fs::{Io, IoFile, OpenMode};
 use crate::record::{FRAME_HEADER_LEN, TAG_SEAL, check_crc, frame_crc};
-use crate::{Error, fs as wal_fs};
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"FINNWAL\0";
@@ -169,7 +167,7 @@ impl Seal {
 
 /// Reads the seal of a segment file of length `file_len`: `None` unless the trailer, the seal
 /// frame's CRC and its bounds all check out.
-pub(crate) fn read_seal(file: &File, file_len: u64) -> std::io::Result<Option<Seal>> {
+pub(crate) fn read_seal(file: &dyn IoFile, file_len: u64) -> std::io::Result<Option<Seal>> {
     if file_len < HEADER_LEN + FRAME_HEADER_LEN as u64 + SEAL_TRAILER_LEN {
         return Ok(None);
     }
@@ -280,7 +278,7 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) file: Box<dyn IoFile>,
     pub(crate) header: SegmentHeader,
     /// Offset just past the last valid frame.
     end: AtomicU64,
@@ -300,7 +298,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub(crate) fn new(path: PathBuf, file: File, header: SegmentHeader) -> Segment {
+    pub(crate) fn new(path: PathBuf, file: Box<dyn IoFile>, header: SegmentHeader) -> Segment {
         Segment {
             path,
             file,
@@ -410,9 +408,9 @@ impl Segment {
     /// Removes the seal (zeroes everything after the data, durably) so that the segment can be
     /// appended to again (`truncate_after` into a sealed segment).
     pub(crate) fn unseal(&self) -> std::io::Result<()> {
-        let len = self.file.metadata()?.len();
+        let len = self.file.size()?;
         if len > self.end() {
-            zero_fill(&self.file, self.end(), len)?;
+            zero_fill(&*self.file, self.end(), len)?;
             self.file.sync_data()?;
         }
         self.sealed.store(false, Ordering::Release);
@@ -476,7 +474,7 @@ impl Segment {
 }
 
 /// Reads and validates the header of an open segment file.
-pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader, Error> {
+pub(crate) fn read_header(file: &dyn IoFile, path: &Path) -> Result<SegmentHeader, Error> {
     let mut b = [0u8; HEADER_LEN as usize];
     match file.read_exact_at(&mut b, 0) {
         Ok(()) => {}
@@ -492,24 +490,20 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader, Err
 /// `size` if `preallocate`), is synced, renamed into place, and the directory is synced.
 /// Returns the file opened for reading and writing.
 pub(crate) fn create_segment(
+    io: &dyn Io,
     dir: &Path,
     header: &SegmentHeader,
     size: u64,
     preallocate: bool,
-) -> Result<(PathBuf, File), Error> {
+) -> Result<(PathBuf, Box<dyn IoFile>), Error> {
     let name = segment_file_name(header.first_lsn);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let result = (|| -> std::io::Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+    let result = (|| -> std::io::Result<Box<dyn IoFile>> {
+        let file = io.open(&tmp, OpenMode::Truncate)?;
         file.write_all_at(&header.encode(), 0)?;
         if preallocate && size > HEADER_LEN {
-            zero_fill(&file, HEADER_LEN, size)?;
+            zero_fill(&*file, HEADER_LEN, size)?;
         }
         fail::fail_point!("wal::segment::create_sync", |_| Err(std::io::Error::other(
             "fail point wal::segment::create_sync"
@@ -520,7 +514,7 @@ pub(crate) fn create_segment(
     let file = match result {
         Ok(f) => f,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = io.remove_file(&tmp);
             return Err(Error::io(&tmp, e));
         }
     };
@@ -528,8 +522,8 @@ pub(crate) fn create_segment(
         &tmp,
         std::io::Error::other("fail point wal::segment::create_rename")
     )));
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    io.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok((path, file))
 }
 
@@ -540,24 +534,21 @@ pub(crate) fn create_segment(
 /// is invisible to directory walkers and vanishes with the process if never used.
 #[derive(Debug)]
 pub(crate) struct Spare {
-    file: File,
+    file: Box<dyn IoFile>,
     pub(crate) size: u64,
 }
 
-/// Prepares a [`Spare`] of `size` bytes in `dir`; fails where `O_TMPFILE` or `/proc` is not
-/// available (the caller then creates segments the ordinary way).
-pub(crate) fn prepare_spare(dir: &Path, size: u64) -> std::io::Result<Spare> {
-    use rustix::fs::{Mode, OFlags};
-    if !Path::new("/proc/self/fd").is_dir() {
-        return Err(std::io::Error::other("/proc/self/fd is not available"));
-    }
-    let fd = rustix::fs::open(
-        dir,
-        OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
-        Mode::from_bits_truncate(0o644),
-    )?;
-    let file = File::from(fd);
-    zero_fill(&file, 0, size)?;
+/// Prepares a [`Spare`] of `size` bytes in `dir`; fails where the [`Io`] has no unnamed files
+/// (`O_TMPFILE`, `/proc`), and the caller then creates segments the portable way
+/// ([`create_segment`]).
+pub(crate) fn prepare_spare(io: &dyn Io, dir: &Path, size: u64) -> std::io::Result<Spare> {
+    let file = io.create_unnamed(dir)?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the file system has no unnamed files",
+        )
+    })?;
+    zero_fill(&*file, 0, size)?;
     file.sync_all()?;
     Ok(Spare { file, size })
 }
@@ -565,11 +556,11 @@ pub(crate) fn prepare_spare(dir: &Path, size: u64) -> std::io::Result<Spare> {
 /// Turns a [`Spare`] into segment `{first_lsn}.wal` durably: header written and fdatasynced,
 /// the file linked into the directory under its name, the directory fsynced.
 pub(crate) fn install_spare(
+    io: &dyn Io,
     dir: &Path,
     header: &SegmentHeader,
     spare: Spare,
-) -> Result<(PathBuf, File), Error> {
-    use std::os::fd::AsRawFd;
+) -> Result<(PathBuf, Box<dyn IoFile>), Error> {
     let path = dir.join(segment_file_name(header.first_lsn));
     let file = spare.file;
     let write = || -> std::io::Result<()> {
@@ -584,21 +575,14 @@ pub(crate) fn install_spare(
         &path,
         std::io::Error::other("fail point wal::segment::create_rename")
     )));
-    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
-    rustix::fs::linkat(
-        rustix::fs::CWD,
-        source.as_str(),
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::AtFlags::SYMLINK_FOLLOW,
-    )
-    .map_err(|e| Error::io(&path, e.into()))?;
-    sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    io.link_unnamed(&*file, &path)
+        .map_err(|e| Error::io(&path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok((path, file))
 }
 
 /// Writes zeros over `[from, to)`.
-pub(crate) fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+pub(crate) fn zero_fill(file: &dyn IoFile, from: u64, to: u64) -> std::io::Result<()> {
     const CHUNK: usize = 1024 * 1024;
     let zeros = vec![0u8; CHUNK.min((to - from) as usize)];
     let mut at = from;
@@ -611,9 +595,9 @@ pub(crate) fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> 
 }
 
 /// Deletes a file and syncs its directory.
-pub(crate) fn remove_durably(dir: &Path, path: &Path) -> Result<(), Error> {
-    std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-    wal_fs::sync_dir(dir).map_err(|e| Error::io(dir, e))
+pub(crate) fn remove_durably(io: &dyn Io, dir: &Path, path: &Path) -> Result<(), Error> {
+    io.remove_file(path).map_err(|e| Error::io(path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]

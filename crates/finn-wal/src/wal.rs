@@ -33,8 +33,9 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<(Wal, RecoveryReport), Error> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        create_dir_durably(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
+        let io = &*options.io;
+        create_dir_durably(io, &dir)?;
+        let lock = DirLock::acquire(&options.io, &dir)?;
         let recovered = recover(&dir, &options, true)?;
         let mut segments = recovered.segments;
         let last_lsn = recovered.last_lsn;
@@ -61,7 +62,7 @@ impl Wal {
                 prev_ulid: ulid.last(),
             };
             let (path, file) =
-                create_segment(&dir, &header, options.segment_size, options.preallocate)?;
+                create_segment(io, &dir, &header, options.segment_size, options.preallocate)?;
             segments.push(Arc::new(Segment::new(path, file, header)));
         }
         let active = segments.last().cloned().ok_or(Error::InvalidOptions {
@@ -73,9 +74,8 @@ impl Wal {
         // preallocated file is correct, just slower.
         let capacity = active
             .file
-            .metadata()
+            .size()
             .map_err(|e| Error::io(&active.path, e))?
-            .len()
             .max(options.segment_size);
         let write_offset = active.end().max(HEADER_LEN);
         ulid.observe(recovered.max_ulid);
@@ -137,7 +137,7 @@ impl Wal {
                 Err(Error::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound
                         && attempt < 5
-                        && dir.is_dir() =>
+                        && options.io.is_dir(&dir) =>
                 {
                     attempt += 1;
                 }
@@ -204,8 +204,17 @@ impl Wal {
             created_ms: 0,
             prev_ulid: ulid::Ulid::nil(),
         };
-        let file = std::fs::File::open(&dir).map_err(|e| Error::io(&dir, e))?;
-        let placeholder = Arc::new(Segment::new(dir.clone(), file, header));
+        if !options.io.is_dir(&dir) {
+            return Err(Error::io(
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let placeholder = Arc::new(Segment::new(
+            dir.clone(),
+            Box::new(crate::fs::NoFile),
+            header,
+        ));
         Ok(Wal {
             inner: Arc::new(Inner {
                 self_ref: std::sync::Weak::new(),
@@ -462,7 +471,7 @@ impl Wal {
                 s.iter().find_map(|s| s.first_record()).map(Lsn::new),
             )
         };
-        let free_bytes = crate::writer::free_space(&inner.dir);
+        let free_bytes = inner.options.io.available_space(&inner.dir);
         let wal_bytes = inner.wal_bytes.load(Ordering::Relaxed);
         let syncs = inner.metrics.syncs.load(Ordering::Relaxed);
         let synced = inner.metrics.synced_records.load(Ordering::Relaxed);
@@ -511,13 +520,21 @@ impl Drop for Wal {
     }
 }
 
-fn create_dir_durably(dir: &Path) -> Result<(), Error> {
-    if dir.is_dir() {
+/// Creates `dir` and any missing parents, each one's entry made durable by syncing the
+/// directory holding it (a new directory whose own entry is lost takes the WAL with it).
+fn create_dir_durably(io: &dyn crate::fs::Io, dir: &Path) -> Result<(), Error> {
+    if io.is_dir(dir) {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::fs::sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !io.is_dir(a))
+        .collect();
+    io.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+        }
     }
     Ok(())
 }

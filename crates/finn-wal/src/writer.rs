@@ -2,7 +2,6 @@
 //! follower group commit, poisoning, disk pressure, and the background thread that serves
 //! `Durability::Batch` deadlines and automatic compaction.
 
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
@@ -488,8 +487,9 @@ impl Inner {
         };
         let prepared = spare.is_some();
         let created = match spare {
-            Some(spare) => install_spare(&self.dir, &header, spare),
+            Some(spare) => install_spare(&*self.options.io, &self.dir, &header, spare),
             None => create_segment(
+                &*self.options.io,
                 &self.dir,
                 &header,
                 self.options.segment_size,
@@ -515,7 +515,7 @@ impl Inner {
                 let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
                 segments.retain(|s| !Arc::ptr_eq(s, &old));
             }
-            remove_durably(&self.dir, &old.path)?;
+            remove_durably(&*self.options.io, &self.dir, &old.path)?;
         }
         w.active = segment;
         w.capacity = self.options.segment_size;
@@ -616,7 +616,7 @@ impl Inner {
             .free_checked
             .is_none_or(|t| t.elapsed() >= FREE_SPACE_RECHECK);
         if stale {
-            w.free_bytes = free_space(&self.dir);
+            w.free_bytes = self.options.io.available_space(&self.dir);
             w.free_checked = Some(Instant::now());
             let level = self.pressure_of(wal_bytes, w.free_bytes);
             if level == Pressure::Warning && self.options.auto_compact && self.compaction_due() {
@@ -678,7 +678,7 @@ impl Inner {
             slot.preparing = true;
         }
         let started = Instant::now();
-        let result = prepare_spare(&self.dir, self.options.segment_size);
+        let result = prepare_spare(&*self.options.io, &self.dir, self.options.segment_size);
         let mut slot = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         slot.preparing = false;
         match result {
@@ -717,12 +717,6 @@ fn sync_data(segment: &Segment) -> std::io::Result<()> {
         "fail point wal::writer::sync_data"
     )));
     segment.file.sync_data()
-}
-
-/// Free bytes available to unprivileged users (`f_bavail`, not `f_bfree`).
-pub(crate) fn free_space(dir: &std::path::Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Body of the background thread: `Batch` flush deadlines, automatic compaction, retention.
@@ -810,7 +804,7 @@ mod tests {
     #[test]
     fn rotation_takes_the_segment_prepared_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
-        if let Err(e) = crate::segment::prepare_spare(dir.path(), 4096) {
+        if let Err(e) = crate::segment::prepare_spare(&crate::fs::Os, dir.path(), 4096) {
             eprintln!("skipped: this filesystem cannot prepare segments ahead of need: {e}");
             return;
         }

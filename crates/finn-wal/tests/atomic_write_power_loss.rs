@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use finn_wal::fs::sim::{Crash, SimFs};
-use finn_wal::fs::{Io, IoFile, write_atomic_with};
+use finn_wal::fs::{Io, IoFile, LockGuard, OpenMode, write_atomic_with};
 
 const OLD: &[u8] = b"{\"generation\":1,\"notes\":\"the old contents\"}";
 const SEEDS: u64 = 64;
@@ -69,8 +69,8 @@ fn write_atomic_leaves_the_old_or_the_new_file_after_any_power_loss() {
 fn the_check_catches_a_rename_before_the_data_is_synced() {
     fn unsynced_rename(fs: &SimFs, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        let mut f = fs.create_new(&tmp)?;
-        f.write_all(bytes)?;
+        let f = fs.open(&tmp, OpenMode::CreateNew)?;
+        f.write_all_at(bytes, 0)?;
         fs.rename(&tmp, path)?;
         fs.sync_dir(path.parent().unwrap())
     }
@@ -85,8 +85,8 @@ fn the_check_catches_a_rename_before_the_data_is_synced() {
 fn the_check_catches_a_missing_directory_sync() {
     fn no_dir_sync(fs: &SimFs, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        let mut f = fs.create_new(&tmp)?;
-        f.write_all(bytes)?;
+        let f = fs.open(&tmp, OpenMode::CreateNew)?;
+        f.write_all_at(bytes, 0)?;
         f.sync_data()?;
         fs.rename(&tmp, path)
     }
@@ -121,11 +121,11 @@ fn a_failed_data_sync_is_reported_never_retried_and_the_old_file_stays() {
 #[test]
 fn a_failed_directory_sync_is_reported_and_leaves_the_old_or_the_new_file() {
     /// Fails the sync that follows the rename: the directory's.
+    #[derive(Debug)]
     struct FailDirSync<'a>(&'a SimFs);
     impl Io for FailDirSync<'_> {
-        type File = <SimFs as Io>::File;
-        fn create_new(&self, p: &Path) -> std::io::Result<Self::File> {
-            self.0.create_new(p)
+        fn open(&self, p: &Path, mode: OpenMode) -> std::io::Result<Box<dyn IoFile>> {
+            self.0.open(p, mode)
         }
         fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
             self.0.rename(from, to)?;
@@ -135,8 +135,29 @@ fn a_failed_directory_sync_is_reported_and_leaves_the_old_or_the_new_file() {
         fn remove_file(&self, p: &Path) -> std::io::Result<()> {
             self.0.remove_file(p)
         }
+        fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+            self.0.read_dir(dir)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.create_dir_all(dir)
+        }
+        fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.create_dir(dir)
+        }
+        fn remove_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.remove_dir_all(dir)
+        }
+        fn is_dir(&self, p: &Path) -> bool {
+            self.0.is_dir(p)
+        }
+        fn exists(&self, p: &Path) -> std::io::Result<bool> {
+            self.0.exists(p)
+        }
         fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
             self.0.sync_dir(dir)
+        }
+        fn try_lock(&self, p: &Path) -> std::io::Result<Option<LockGuard>> {
+            self.0.try_lock(p)
         }
     }
     let path = Path::new("/agent/state/agent.json");
