@@ -2,10 +2,11 @@
 
 use crate::fs::IoFile;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::error::Corruption;
-use crate::record::{BodyRecords, FRAME_HEADER_LEN, check_crc};
+use crate::record::{BodyRecords, FRAME_HEADER_LEN, RecordRef, check_crc, next_validated_record};
 use crate::segment::Segment;
 use crate::{Error, Record};
 
@@ -36,6 +37,8 @@ pub(crate) struct FrameReader {
     buf_pos: u64,
     filled: usize,
     pos: u64,
+    /// Where the body of the frame last returned lies in `buf`.
+    last_body: (usize, usize),
 }
 
 impl FrameReader {
@@ -47,7 +50,14 @@ impl FrameReader {
             buf_pos: offset,
             filled: 0,
             pos: offset,
+            last_body: (0, 0),
         }
+    }
+
+    /// The body of the frame the last [`next_frame`](Self::next_frame) returned; valid until
+    /// the next call.
+    pub(crate) fn last_body(&self) -> &[u8] {
+        &self.buf[self.last_body.0..self.last_body.1]
     }
 
     /// Offset of the next frame.
@@ -163,6 +173,7 @@ impl FrameReader {
             return Ok(Next::Bad { offset, kind });
         }
         self.pos += total as u64;
+        self.last_body = (start + FRAME_HEADER_LEN, start + total);
         Ok(Next::Frame {
             offset,
             len: total as u64,
@@ -218,15 +229,18 @@ pub(crate) mod spare {
 /// meanwhile does not disturb it (unlinked segments stay readable through open descriptors).
 /// Memory use is one read buffer (1 MiB, more for a larger frame). Each frame's CRC and
 /// structure are checked once, before its first record is handed out; records are decoded
-/// straight from the read buffer, one allocation (the payload, plus the key if any) each.
+/// straight from the read buffer as they are handed out, one allocation (the payload, plus the
+/// key if any) each. (Decoding a frame's records together keeps a batch of allocations live at
+/// once, which costs more in the allocator than decoding each record a second time.)
 #[derive(Debug)]
 pub struct Iter<'a> {
     segments: Vec<Arc<Segment>>,
     next_segment: usize,
     current: Option<(Arc<Segment>, FrameReader)>,
     from: u64,
-    /// Records of the current frame still to hand out.
-    frame: std::collections::VecDeque<Record>,
+    /// Records of the current frame still to hand out: byte offset in the frame body of the
+    /// next one, and how many remain.
+    frame: Option<(usize, u32)>,
     done: bool,
     _wal: PhantomData<&'a ()>,
 }
@@ -243,18 +257,66 @@ impl Iter<'_> {
             next_segment: start,
             current: None,
             from,
-            frame: std::collections::VecDeque::new(),
+            frame: None,
             done: false,
             _wal: PhantomData,
         }
     }
 
-    /// Moves to the next frame with records; `Ok(false)` at the end of the log.
-    fn next_frame(&mut self) -> Result<bool, Error> {
+    /// The next record of the current frame at or above `from`, if any.
+    fn next_in_frame(&mut self) -> Option<Record> {
+        let (mut at, mut remaining) = self.frame?;
+        let (_, reader) = self.current.as_ref()?;
+        let body = reader.last_body();
+        while remaining > 0 {
+            let Some((r, len)) = next_validated_record(&body[at..]) else {
+                break;
+            };
+            at += len;
+            remaining -= 1;
+            if r.lsn >= self.from {
+                self.frame = (remaining > 0).then_some((at, remaining));
+                return Some(r.to_record());
+            }
+        }
+        self.frame = None;
+        None
+    }
+
+    /// Hands every remaining record to `f` borrowed from the read buffer, each frame decoded
+    /// once: for a reader that keeps only part of what it reads (the store's fold), which
+    /// then allocates only what it keeps.
+    pub(crate) fn for_each_ref<E: From<Error>>(
+        mut self,
+        mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while let Some(r) = self.next_in_frame() {
+            f(r.as_ref())?;
+        }
+        let from = self.from;
+        let mut failed = None;
+        self.next_frame(|records| {
+            for r in records.filter(|r| r.lsn >= from) {
+                if let Err(e) = f(r) {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Offers each following frame's records to `visit` until it breaks (`Ok(Some)`) or the
+    /// log ends (`Ok(None)`).
+    fn next_frame<T>(
+        &mut self,
+        mut visit: impl FnMut(BodyRecords<'_>) -> ControlFlow<T>,
+    ) -> Result<Option<T>, Error> {
         loop {
             if self.current.is_none() {
                 let Some(seg) = self.segments.get(self.next_segment).cloned() else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 self.next_segment += 1;
                 let start = seg.seek_hint(self.from);
@@ -262,7 +324,7 @@ impl Iter<'_> {
                 self.current = Some((seg, reader));
             }
             let Some((seg, reader)) = self.current.as_mut() else {
-                return Ok(false);
+                return Ok(None);
             };
             if let Some(&(_, hole_end)) = seg.holes.iter().find(|h| h.0 == reader.pos()) {
                 reader.seek(hole_end);
@@ -275,11 +337,10 @@ impl Iter<'_> {
                 Next::Frame { offset, body, .. } => {
                     let records = BodyRecords::parse(body)
                         .map_err(|kind| Error::corrupt(&seg.path, offset, kind))?;
-                    if records.last_lsn >= self.from {
-                        let from = self.from;
-                        self.frame
-                            .extend(records.filter(|r| r.lsn >= from).map(|r| r.to_record()));
-                        return Ok(true);
+                    if records.last_lsn >= self.from
+                        && let ControlFlow::Break(t) = visit(records)
+                    {
+                        return Ok(Some(t));
                     }
                 }
                 Next::End { offset } => {
@@ -306,15 +367,17 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.frame.pop_front() {
+            if let Some(r) = self.next_in_frame() {
                 return Some(Ok(r));
             }
             if self.done {
                 return None;
             }
-            match self.next_frame() {
-                Ok(true) => {}
-                Ok(false) => {
+            let next =
+                self.next_frame(|records| ControlFlow::Break((records.start, records.count)));
+            match next {
+                Ok(Some(frame)) => self.frame = Some(frame),
+                Ok(None) => {
                     self.done = true;
                     return None;
                 }

@@ -374,6 +374,8 @@ fn parse_record(b: &[u8]) -> Result<(RecordRef<'_>, usize), Corruption> {
 /// key's UTF-8 check is a tenth of a replay), and handed out from what it decoded.
 pub(crate) struct BodyRecords<'a> {
     records: Decoded<'a>,
+    /// Offset in the body of the first record.
+    pub(crate) start: usize,
     /// LSN of the first and of the last record (found while validating).
     pub(crate) first_lsn: u64,
     pub(crate) last_lsn: u64,
@@ -452,12 +454,19 @@ impl<'a> BodyRecords<'a> {
         };
         Ok(BodyRecords {
             records,
+            start: body.len() - rest.len(),
             first_lsn,
             last_lsn,
             count,
             synced_to,
         })
     }
+}
+
+/// Decodes the record at the start of `b` in a body that [`BodyRecords::parse`] has validated;
+/// returns it and its encoded length.
+pub(crate) fn next_validated_record(b: &[u8]) -> Option<(RecordRef<'_>, usize)> {
+    parse_record(b).ok()
 }
 
 impl<'a> Iterator for BodyRecords<'a> {

@@ -556,22 +556,22 @@ impl WalBackend {
         validate_segment("namespace", namespace)?;
         let prefix = format!("{namespace}/");
         let mut fold = Fold::new();
-        for r in wal.iter_from(Lsn::ZERO)? {
-            let r = r?;
-            if r.kind != Kind::State {
-                continue;
-            }
-            let Some(mut key) = r.key.filter(|k| k.starts_with(prefix.as_str())) else {
-                continue;
-            };
-            // Reuse the record's allocations for the view's key and value.
-            key.drain(..prefix.len());
-            match r.op {
-                Op::Put => fold.push(key, Some(r.payload)),
-                Op::Delete => fold.push(key, None),
-                Op::Event => {}
-            }
-        }
+        // Records borrowed from the read buffer: only what the view keeps is allocated.
+        wal.iter_from(Lsn::ZERO)?
+            .for_each_ref(|r| -> Result<(), StoreError> {
+                if r.kind != Kind::State {
+                    return Ok(());
+                }
+                let Some(key) = r.key.and_then(|k| k.strip_prefix(prefix.as_str())) else {
+                    return Ok(());
+                };
+                match r.op {
+                    Op::Put => fold.push(key.to_owned(), Some(r.payload.to_vec())),
+                    Op::Delete => fold.push(key.to_owned(), None),
+                    Op::Event => {}
+                }
+                Ok(())
+            })?;
         Ok(Self {
             wal,
             prefix,
