@@ -126,18 +126,17 @@
 //!
 //! Group commit: a leader that syncs the moment the previous sync ends covers only the writers
 //! that waited during it, so with 8 writers the rounds settled into two halves (group 4.0,
-//! 15.8k appends/s = 2.3× one writer on the quiet VM). The leader now first gathers: when more
-//! than one writer was seen waiting, it waits until as many wait as in the largest recent group,
-//! at most half the last fdatasync (an adaptive `commit_delay`; a lone writer never waits).
-//! That gave group 5.7 and 23.7k/s in the same session (64 writers 33.0k → 37.7k/s). The 3×
-//! target is still not reliably met: over four more quick runs on the quiet VM the single
-//! writer ranged 5.9k–8.5k appends/s (the disk's flush latency moves) and the 8-writer ratio
-//! 2.3×–3.9× (groups of 4.9–5.5), and the cross-system suite (`cargo xtask bench`) measured
-//! 2.57× (group 4.8). A group of 8 needs the writers one sync released to append again within
-//! the gather window, which two vCPUs running eight threads often do not allow. Two other
-//! variants were measured and dropped: yielding before a new leader picks what to sync (group
-//! unchanged) and letting a writer the running sync does not cover start a second, concurrent
-//! fdatasync (groups of 2.7, slower).
+//! 15.8k appends/s = 2.3× one writer on the quiet VM). The leader therefore first gathers:
+//! when more than one writer shared a recent sync, it waits until as many writers have
+//! *joined* since the last sync began as in the largest recent group, at most the last
+//! fdatasync's duration (an adaptive `commit_delay`; a lone writer never waits). An earlier
+//! version counted the writers inside the wait instead; right after a sync that count still
+//! held the writers the sync had released but the scheduler had not yet run, so gathering
+//! ended before they appended again: groups of 4.8–5.7 of 8 and 2.3×–3.9× one writer across
+//! runs. Counting joins gives groups of 7.8 of 8: 23.3k appends/s = 3.9× one writer with another build running (load 3), 64 writers 44.7k/s (group 38). Two other variants were
+//! measured and dropped: yielding before a new leader picks what to sync (group unchanged)
+//! and letting a writer the running sync does not cover start a second, concurrent fdatasync
+//! (groups of 2.7, slower).
 //!
 //! Reopening a WAL checks only a bounded window (1 MiB, or twice the largest frame) of the
 //! zero-filled preallocation after the end marker, so reopening a small WAL with the default
