@@ -2,8 +2,9 @@
 //! as one atomic batch before they are applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
-use finn_wal::{Kind, NewRecord};
+use finn_wal::{Kind, Lsn, NewRecord};
 use serde_json::{Map, Value};
 
 use crate::bead::{Bead, Comment, DepType, Dependency, IssueType, Priority, Status};
@@ -45,9 +46,9 @@ pub struct Patch {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Staged {
-    /// Boxed: a bead is about a kilobyte, and staging moves it around.
-    pub(crate) bead: Box<Bead>,
-    pub(crate) lease: Option<Lease>,
+    /// The bead and its lease in the allocation the state will hold once the record is durable
+    /// (only its `lsn` is set then): a bead is about a kilobyte, and an import stages 100,000s.
+    pub(crate) entry: Arc<Entry>,
     pub(crate) changes: Vec<Change>,
     /// JSON text that deserializes to exactly `bead` (an imported line), written into the WAL
     /// payload as it is instead of serializing `bead` again.
@@ -156,7 +157,7 @@ impl<'s> Tx<'s> {
     /// A bead as this transaction sees it (staged changes included).
     pub fn get(&self, id: &str) -> Option<&Bead> {
         match self.staged_entry(id) {
-            Some(s) => Some(&s.bead),
+            Some(s) => Some(&s.entry.bead),
             None => self.state.get(id),
         }
     }
@@ -177,7 +178,7 @@ impl<'s> Tx<'s> {
     /// The lease on a bead as this transaction sees it.
     pub fn lease(&self, id: &str) -> Option<&Lease> {
         match self.staged_entry(id) {
-            Some(s) => s.lease.as_ref(),
+            Some(s) => s.entry.lease.as_ref(),
             None => self.state.entry(id).and_then(|e| e.lease.as_ref()),
         }
     }
@@ -225,34 +226,29 @@ impl<'s> Tx<'s> {
     }
 
     fn stage(&mut self, bead: Bead, lease: Option<Lease>, change: Change) {
-        self.stage_raw(Box::new(bead), lease, change, None);
+        self.stage_raw(staged_entry(bead, lease), change, None);
     }
 
-    fn stage_raw(
-        &mut self,
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-        change: Change,
-        raw: Option<RawJson>,
-    ) {
-        match self.slots.get(bead.id.as_str()) {
+    fn stage_raw(&mut self, entry: Arc<Entry>, change: Change, raw: Option<RawJson>) {
+        match self.slots.get(entry.bead.id.as_str()) {
             Some(&i) if i < self.staged.len() => {
                 let s = &mut self.staged[i];
-                s.bead = bead;
-                s.lease = lease;
+                s.entry = entry;
                 s.changes.push(change);
                 s.raw = raw;
             }
-            _ => {
-                self.slots.insert(bead.id.clone(), self.staged.len());
-                self.staged.push(Staged {
-                    bead,
-                    lease,
-                    changes: vec![change],
-                    raw,
-                });
-            }
+            _ => self.stage_first(entry, change, raw),
         }
+    }
+
+    /// Stages a bead this transaction has not staged yet.
+    fn stage_first(&mut self, entry: Arc<Entry>, change: Change, raw: Option<RawJson>) {
+        self.slots.insert(entry.bead.id.clone(), self.staged.len());
+        self.staged.push(Staged {
+            entry,
+            changes: vec![change],
+            raw,
+        });
     }
 
     /// Creates a bead. An empty `bead.id` gets a generated one (`<prefix>-<base36>`); the id is
@@ -604,15 +600,18 @@ impl<'s> Tx<'s> {
         self.records.insert(key.to_owned(), record);
     }
 
-    /// Writes an imported bead verbatim (import merge decided it is newer or new). `raw`, if
-    /// given, is the JSON text the bead was deserialized from (see [`raw_bead_json`]).
-    pub(crate) fn put_imported(
-        &mut self,
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-        raw: Option<RawJson>,
-    ) {
-        self.stage_raw(bead, lease, Change::Import, raw);
+    /// Writes an imported bead verbatim (import merge decided it is newer or new), with the
+    /// lease it keeps. `raw`, if given, is the JSON text the bead was deserialized from (see
+    /// [`raw_bead_json`]).
+    pub(crate) fn put_imported(&mut self, entry: Arc<Entry>, raw: Option<RawJson>) {
+        self.stage_raw(entry, Change::Import, raw);
+    }
+
+    /// [`Tx::put_imported`] for a bead [`Tx::get`] does not know (neither staged nor
+    /// committed): no lookup of its id among the staged ones.
+    pub(crate) fn put_imported_new(&mut self, entry: Arc<Entry>, raw: Option<RawJson>) {
+        debug_assert!(self.get(&entry.bead.id).is_none());
+        self.stage_first(entry, Change::Import, raw);
     }
 
     fn check_edge(&self, id: &str, target: &str) -> Result<(), ValidationError> {
@@ -675,39 +674,35 @@ impl<'s> Tx<'s> {
         self.modify(id, change, f)
     }
 
-    /// Turns the staged changes into WAL records plus the entries to apply after the append.
-    pub(crate) fn into_parts(self) -> Result<Vec<(NewRecord, Pending)>, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.staged.len() + self.records.len());
+    /// Turns the staged changes into WAL records plus, at the same positions, the entries to
+    /// apply after the append.
+    pub(crate) fn into_parts(self) -> Result<(Vec<NewRecord>, Vec<Pending>), serde_json::Error> {
+        let n = self.staged.len() + self.records.len();
+        let (mut records, mut pending) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (key, record) in self.records {
             let payload = RecordPayload {
                 v: PAYLOAD_VERSION,
                 record,
             };
             let bytes = serde_json::to_vec(&payload)?;
-            out.push((
-                NewRecord::put(Kind::Bead, record_key(&key), bytes),
-                Pending::Record(key, payload.record),
-            ));
+            records.push(NewRecord::put(Kind::Bead, record_key(&key), bytes));
+            pending.push(Pending::Record(key, payload.record));
         }
         for s in self.staged {
+            let e = &s.entry;
             let bytes = match s.raw {
-                Some(raw) => raw.into_payload(&s.changes, s.lease.as_ref())?,
+                Some(raw) => raw.into_payload(&s.changes, e.lease.as_ref())?,
                 None => serde_json::to_vec(&BeadPayloadRef {
                     v: PAYLOAD_VERSION,
                     changes: &s.changes,
-                    bead: &s.bead,
-                    lease: s.lease.as_ref(),
+                    bead: &e.bead,
+                    lease: e.lease.as_ref(),
                 })?,
             };
-            out.push((
-                NewRecord::put(Kind::Bead, bead_key(&s.bead.id), bytes),
-                Pending::Bead {
-                    bead: s.bead,
-                    lease: s.lease,
-                },
-            ));
+            records.push(NewRecord::put(Kind::Bead, bead_key(&e.bead.id), bytes));
+            pending.push(Pending::Bead(s.entry));
         }
-        Ok(out)
+        Ok((records, pending))
     }
 }
 
@@ -773,26 +768,30 @@ pub(crate) fn raw_bead_json(text: &str) -> bool {
     max <= MAX_RAW_DEPTH
 }
 
+/// A staged bead and lease in the allocation the state will keep, its LSN not known yet.
+pub(crate) fn staged_entry(bead: Bead, lease: Option<Lease>) -> Arc<Entry> {
+    Arc::new(Entry {
+        bead,
+        lease,
+        lsn: Lsn::ZERO,
+    })
+}
+
 /// What to apply to the state once a record is durable.
 pub(crate) enum Pending {
-    Bead {
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-    },
+    /// A bead entry, `lsn` still to be set.
+    Bead(Arc<Entry>),
     Record(String, Map<String, Value>),
 }
 
 impl Pending {
-    pub(crate) fn apply(self, state: &mut State, lsn: finn_wal::Lsn) {
+    pub(crate) fn apply(self, state: &mut State, lsn: Lsn) {
         match self {
-            Pending::Bead { bead, lease } => state.put_entry(
-                lsn,
-                Entry {
-                    bead: *bead,
-                    lease,
-                    lsn,
-                },
-            ),
+            Pending::Bead(mut entry) => {
+                // The transaction held the only reference, so this sets the field in place.
+                Arc::make_mut(&mut entry).lsn = lsn;
+                state.put_entry(lsn, entry);
+            }
             Pending::Record(key, record) => state.put_record(lsn, key, record),
         }
     }
