@@ -26,6 +26,7 @@ use crate::state::Entry;
 use crate::store::{Split, Store};
 use crate::timestamp::Timestamp;
 use crate::tx::{RawJson, Tx, raw_bead_json, staged_entry};
+use crate::validate::{Limits, ValidationError};
 
 /// Most records per WAL batch during an import (batches are also capped at a quarter of the
 /// WAL segment size).
@@ -115,7 +116,8 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let lines = read_all(std::io::BufReader::with_capacity(1 << 16, file), path)?;
+        let reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let lines = read_all(reader, path, &self.options().limits)?;
         self.import_lines(lines, options)
     }
 
@@ -125,7 +127,7 @@ impl Store {
         reader: impl BufRead,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let lines = read_all(reader, Path::new("<reader>"))?;
+        let lines = read_all(reader, Path::new("<reader>"), &self.options().limits)?;
         self.import_lines(lines, options)
     }
 
@@ -134,17 +136,6 @@ impl Store {
         lines: Vec<ParsedLine>,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        for p in &lines {
-            if let Item::Issue(e) = &p.item {
-                self.options()
-                    .limits
-                    .check_imported(&e.bead)
-                    .map_err(|source| Error::ImportRecord {
-                        line: p.number,
-                        source,
-                    })?;
-            }
-        }
         let mut report = ImportReport {
             dry_run: options.dry_run,
             ..ImportReport::default()
@@ -198,8 +189,13 @@ const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
 /// Reads the whole input, then checks, splits and parses it in one piece per thread (one piece
 /// for small inputs), keeping each line's number and, for a bead, its text when that can go into
 /// the WAL as it is (see [`raw_bead_json`]). The first bad line (lowest number) is the error
-/// reported, whether it is not UTF-8 or not a beads record.
-fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Error> {
+/// reported, whether it is not UTF-8, not a beads record or a bead with an id `limits` reject
+/// ([`Limits::check_imported`]).
+fn read_all(
+    mut reader: impl BufRead,
+    path: &Path,
+    limits: &Limits,
+) -> Result<Vec<ParsedLine>, Error> {
     let err = |source| Error::Import {
         path: path.to_owned(),
         source,
@@ -218,7 +214,7 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
         cut_at_lines(&bytes, threads)
     };
     let parts: Vec<_> = if pieces.len() == 1 {
-        vec![Ok(parse_piece(pieces[0]))]
+        vec![Ok(parse_piece(pieces[0], limits))]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = pieces
@@ -226,7 +222,7 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
                 .map(|&piece| {
                     std::thread::Builder::new()
                         .name("finn-beads-parse".to_owned())
-                        .spawn_scoped(scope, move || parse_piece(piece))
+                        .spawn_scoped(scope, move || parse_piece(piece, limits))
                         // No thread to be had: this piece is parsed here instead.
                         .map_err(|_| piece)
                 })
@@ -235,7 +231,7 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
                 .into_iter()
                 .map(|h| match h {
                     Ok(h) => h.join(),
-                    Err(piece) => Ok(parse_piece(piece)),
+                    Err(piece) => Ok(parse_piece(piece, limits)),
                 })
                 .collect()
         })
@@ -256,7 +252,13 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
                 before += piece.line_count;
             }
             // Pieces are in file order: the first failing piece holds the first bad line.
-            Ok(Err(e)) => return Err(err(e.shifted(before))),
+            Ok(Err(BadLine::Line(e))) => return Err(err(e.shifted(before))),
+            Ok(Err(BadLine::Record { line, source })) => {
+                return Err(Error::ImportRecord {
+                    line: line + before,
+                    source,
+                });
+            }
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
@@ -288,7 +290,27 @@ struct Piece {
     line_count: u64,
 }
 
-fn parse_piece(piece: &[u8]) -> Result<Piece, LineError> {
+/// Why a line stops an import.
+#[derive(Debug)]
+enum BadLine {
+    /// Not UTF-8, or not a beads record.
+    Line(LineError),
+    /// A bead with an id that cannot be stored.
+    Record {
+        /// 1-based line number.
+        line: u64,
+        /// Why.
+        source: ValidationError,
+    },
+}
+
+impl From<LineError> for BadLine {
+    fn from(e: LineError) -> Self {
+        BadLine::Line(e)
+    }
+}
+
+fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
     // Lines before the first byte that is not UTF-8 are parsed (one of them may be the first
     // bad line); the line holding that byte is the error otherwise.
     let (text, bad_utf8) = match std::str::from_utf8(piece) {
@@ -311,18 +333,18 @@ fn parse_piece(piece: &[u8]) -> Result<Piece, LineError> {
         if text.is_empty() {
             continue;
         }
-        lines.push(parse_text(number, text)?);
+        lines.push(parse_text(number, text, limits)?);
     }
     if let Some(e) = bad_utf8 {
         let line = 1 + text.bytes().filter(|b| *b == b'\n').count() as u64;
         let source = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        return Err(LineError::Io { line, source });
+        return Err(BadLine::Line(LineError::Io { line, source }));
     }
     Ok(Piece { lines, line_count })
 }
 
-/// Parses one non-blank line.
-fn parse_text(number: u64, text: &str) -> Result<ParsedLine, LineError> {
+/// Parses and checks one non-blank line.
+fn parse_text(number: u64, text: &str, limits: &Limits) -> Result<ParsedLine, BadLine> {
     let json = |source| LineError::Json {
         line: number,
         source,
@@ -331,8 +353,14 @@ fn parse_text(number: u64, text: &str) -> Result<ParsedLine, LineError> {
         // A line with `_type` goes through a JSON map first, and is encoded from the typed
         // bead; a bead read from the text itself goes into the WAL as that text.
         Parsed::Issue { bead, direct } => {
+            limits
+                .check_imported(&bead)
+                .map_err(|source| BadLine::Record {
+                    line: number,
+                    source,
+                })?;
             let raw = if direct && raw_bead_json(text) {
-                Some(RawJson::new(text).map_err(json)?)
+                Some(RawJson::new(&bead.id, text).map_err(json)?)
             } else {
                 None
             };
@@ -429,12 +457,14 @@ mod tests {
 
     #[test]
     fn a_piece_numbers_its_lines_from_one_and_stops_at_bad_utf8() {
-        let piece = parse_piece(b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n").unwrap();
+        let limits = Limits::default();
+        let piece = parse_piece(b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n", &limits).unwrap();
         assert_eq!(piece.line_count, 3);
         let numbers: Vec<u64> = piece.lines.iter().map(|l| l.number).collect();
         assert_eq!(numbers, [1, 3]);
-        let Err(e) = parse_piece(b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n") else {
-            panic!("a line that is not UTF-8 must fail");
+        let Err(BadLine::Line(e)) = parse_piece(b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n", &limits)
+        else {
+            panic!("a line that is not UTF-8 must fail as such");
         };
         assert!(matches!(e, LineError::Io { line: 2, .. }), "{e:?}");
         assert_eq!(e.shifted(10).line(), 12);

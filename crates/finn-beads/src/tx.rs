@@ -61,48 +61,52 @@ pub(crate) struct Staged {
 #[derive(Clone, Debug)]
 pub(crate) struct RawJson {
     payload: Vec<u8>,
+    /// The WAL key of the bead (`bead/<id>`), built beside the payload.
+    key: String,
 }
 
 impl RawJson {
-    /// Wraps `text` (see [`raw_bead_json`] for which lines qualify).
-    pub(crate) fn new(text: &str) -> Result<RawJson, serde_json::Error> {
+    /// Wraps `text`, the JSON of bead `id` (see [`raw_bead_json`] for which lines qualify).
+    pub(crate) fn new(id: &str, text: &str) -> Result<RawJson, serde_json::Error> {
+        // What `splice_payload` writes for an import without a lease (a test holds them equal),
+        // copied instead of serialized for each of an import's lines.
+        let mut payload = Vec::with_capacity(IMPORT_PREFIX.len() + text.len() + 1);
+        payload.extend_from_slice(IMPORT_PREFIX);
+        payload.extend_from_slice(text.as_bytes());
+        payload.push(b'}');
         Ok(RawJson {
-            payload: splice_payload(PAYLOAD_VERSION, &[Change::Import], None, text)?,
+            payload,
+            key: bead_key(id),
         })
     }
 
     /// The line itself.
     pub(crate) fn as_str(&self) -> &str {
-        let prefix = import_prefix_len();
+        let prefix = IMPORT_PREFIX.len();
         self.payload
             .get(prefix..self.payload.len().saturating_sub(1))
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("")
     }
 
-    /// The payload for a record with these changes and lease: the prebuilt one when they are
-    /// the import's own, else spliced anew around the line.
-    fn into_payload(
+    /// The WAL key and payload for a record with these changes and lease: the prebuilt
+    /// payload when they are the import's own, else one spliced anew around the line.
+    fn into_record(
         self,
         changes: &[Change],
         lease: Option<&Lease>,
-    ) -> Result<Vec<u8>, serde_json::Error> {
+    ) -> Result<(String, Vec<u8>), serde_json::Error> {
         if lease.is_none() && changes == [Change::Import] {
-            Ok(self.payload)
+            Ok((self.key, self.payload))
         } else {
-            splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())
+            let payload = splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())?;
+            Ok((self.key, payload))
         }
     }
 }
 
-/// Length of `{"v":1,"changes":[{"op":"import"}],"bead":`.
-fn import_prefix_len() -> usize {
-    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *LEN.get_or_init(|| {
-        splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "")
-            .map_or(0, |p| p.len().saturating_sub(1))
-    })
-}
+/// The start of an imported line's payload, up to the line itself.
+const IMPORT_PREFIX: &[u8] = br#"{"v":1,"changes":[{"op":"import"}],"bead":"#;
 
 /// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
 /// none does. Obtained from [`Store::transact`](crate::Store::transact).
@@ -690,16 +694,19 @@ impl<'s> Tx<'s> {
         }
         for s in self.staged {
             let e = &s.entry;
-            let bytes = match s.raw {
-                Some(raw) => raw.into_payload(&s.changes, e.lease.as_ref())?,
-                None => serde_json::to_vec(&BeadPayloadRef {
-                    v: PAYLOAD_VERSION,
-                    changes: &s.changes,
-                    bead: &e.bead,
-                    lease: e.lease.as_ref(),
-                })?,
+            let (key, bytes) = match s.raw {
+                Some(raw) => raw.into_record(&s.changes, e.lease.as_ref())?,
+                None => (
+                    bead_key(&e.bead.id),
+                    serde_json::to_vec(&BeadPayloadRef {
+                        v: PAYLOAD_VERSION,
+                        changes: &s.changes,
+                        bead: &e.bead,
+                        lease: e.lease.as_ref(),
+                    })?,
+                ),
             };
-            records.push(NewRecord::put(Kind::Bead, bead_key(&e.bead.id), bytes));
+            records.push(NewRecord::put(Kind::Bead, key, bytes));
             pending.push(Pending::Bead(s.entry));
         }
         Ok((records, pending))
@@ -743,6 +750,12 @@ pub(crate) fn raw_bead_json(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
         return false;
+    }
+    // Nesting never exceeds the number of brackets that open: when that is within the limit
+    // (every real bead), a count the compiler vectorizes settles it without the exact walk.
+    let openers = bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count();
+    if openers <= MAX_RAW_DEPTH {
+        return true;
     }
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in bytes {
@@ -810,9 +823,10 @@ mod tests {
 
     #[test]
     fn prebuilt_import_payload_decodes_to_the_line_and_keeps_its_text() {
-        let raw = RawJson::new(LINE).unwrap();
+        let raw = RawJson::new("bd-1", LINE).unwrap();
         assert_eq!(raw.as_str(), LINE);
-        let bytes = raw.into_payload(&[Change::Import], None).unwrap();
+        let (key, bytes) = raw.into_record(&[Change::Import], None).unwrap();
+        assert_eq!(key, "bead/bd-1");
         let p = decode(&bytes);
         assert_eq!(p.v, PAYLOAD_VERSION);
         assert_eq!(p.changes, vec![Change::Import]);
@@ -820,6 +834,33 @@ mod tests {
         assert!(p.lease.is_none());
         // The bead's text is in the payload byte for byte (timestamp precision, unknown fields).
         assert!(std::str::from_utf8(&bytes).unwrap().contains(LINE));
+    }
+
+    #[test]
+    fn import_prefix_is_what_the_payload_encoder_writes() {
+        let mut spliced = splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "").unwrap();
+        assert_eq!(spliced.pop(), Some(b'}'));
+        assert_eq!(spliced, IMPORT_PREFIX);
+    }
+
+    #[test]
+    fn only_lines_nested_within_the_limit_go_into_the_wal_as_they_are() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"id":"bd-1","x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(raw_bead_json(&nested(MAX_RAW_DEPTH - 1)));
+        assert!(!raw_bead_json(&nested(MAX_RAW_DEPTH)));
+        // Many brackets, little nesting: the exact walk decides.
+        let wide = format!(r#"{{"id":"bd-1","x":[{}[]]}}"#, "[],".repeat(300));
+        assert!(raw_bead_json(&wide));
+        // Brackets inside strings do not nest.
+        let quoted = format!(r#"{{"id":"bd-1","title":"{}"}}"#, "{[".repeat(300));
+        assert!(raw_bead_json(&quoted));
+        assert!(!raw_bead_json(r#"["id"]"#));
     }
 
     #[test]
@@ -833,10 +874,11 @@ mod tests {
             prev_assignee: None,
         };
         let changes = [Change::Import];
-        let bytes = RawJson::new(LINE)
+        let (key, bytes) = RawJson::new("bd-1", LINE)
             .unwrap()
-            .into_payload(&changes, Some(&lease))
+            .into_record(&changes, Some(&lease))
             .unwrap();
+        assert_eq!(key, "bead/bd-1");
         let p = decode(&bytes);
         assert_eq!(p.lease, Some(lease));
         assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());
