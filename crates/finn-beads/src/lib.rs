@@ -106,14 +106,14 @@
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | import 100k, `Sync` | 132k beads/s (0.757 s, best of 8 runs; 0.96-1.08 s in the others) | 0.47× parsing the same lines into `serde_json::Value` (357 ms, 280k/s); 0.35× appending the same payloads to a bare WAL with the same batches and sync (268 ms, 374k/s) |
+//! | import 100k, `Sync` | 126k beads/s (0.794 s) | 0.57× parsing the same lines into `serde_json::Value` (453 ms, 221k/s); 0.31× appending the same payloads to a bare WAL with the same batches and sync (246 ms, 407k/s) |
 //! | ready list, all 34,285 ready beads | 0.28 ms | 0.018× a plain scan of open beads + sort (15.8 ms) |
 //! | ready list, limit 10 | 0.17 µs | |
 //!
-//! Import before this round, the previous build run back to back with the same corpus:
-//! best 1.14 s (87k/s), 1.33-1.47 s in the others, 1.6-2.2 s under heavy load, where this
-//! build took 0.96-1.06 s (about 1.4× faster; the less CPU an import needs, the more it gains
-//! on a busy machine). Peak resident set of the import bench: 665 MB before, 626 MB now.
+//! Import before and after this round, the two builds run in turns with the same corpus, 15
+//! runs each (the spread is the machine's load): before best 1.14 s (87k/s), median 1.61 s;
+//! now best 0.757 s (132k/s), median 1.08 s, about 1.5× faster at either. Peak resident set of
+//! the import bench: 665 MB before, 626 MB now.
 //!
 //! How an import runs: the input is read whole and cut at line ends into one piece per core;
 //! each piece is checked for UTF-8, split into lines, parsed and id-checked on its own thread,
@@ -127,8 +127,8 @@
 //! memory order (an import allocates them in file order): a visit in hash order cost several
 //! cache misses per bead and was most of the rebuild.
 //!
-//! Import still misses its 200k beads/s target (0.5 s for 100k). Thread CPU time of one import
-//! on a quiet moment: parsing about 0.25 s on each of the two parse threads, the merge 0.09 s,
+//! Import still misses its 200k beads/s target (0.5 s for 100k). CPU time per thread of one
+//! import (instrumented build, read from `/proc/thread-self/schedstat`): parsing about 0.25 s on each of the two parse threads, the merge 0.09 s,
 //! building the records 0.05 s, the WAL appends 0.19 s, and the state on the second thread
 //! 0.29 s (most of it the index rebuild, bound by cache misses on `String`-keyed maps). That is
 //! about 1.2 CPU-seconds for two cores, so no overlap of the phases reaches 0.5 s. The parse
