@@ -13,17 +13,20 @@
 
 use std::cmp::Ordering;
 use std::io::BufRead;
-use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::bead::{Bead, Status};
 use crate::error::Error;
-use crate::jsonl::{Line, LineError, parse_line};
+use crate::jsonl::{LineError, Parsed, parse_line_unboxed};
+use crate::state::Entry;
 use crate::store::{Split, Store};
 use crate::timestamp::Timestamp;
-use crate::tx::{RawJson, Tx, raw_bead_json};
+use crate::tx::{RawJson, Tx, raw_bead_json, staged_entry};
+use crate::validate::{Limits, ValidationError};
 
 /// Most records per WAL batch during an import (batches are also capped at a quarter of the
 /// WAL segment size).
@@ -113,7 +116,8 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let lines = read_all(std::io::BufReader::with_capacity(1 << 16, file), path)?;
+        let reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let lines = read_all(reader, path, &self.options().limits)?;
         self.import_lines(lines, options)
     }
 
@@ -123,7 +127,7 @@ impl Store {
         reader: impl BufRead,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let lines = read_all(reader, Path::new("<reader>"))?;
+        let lines = read_all(reader, Path::new("<reader>"), &self.options().limits)?;
         self.import_lines(lines, options)
     }
 
@@ -132,17 +136,6 @@ impl Store {
         lines: Vec<ParsedLine>,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        for p in &lines {
-            if let Line::Issue(b) = &p.line {
-                self.options()
-                    .limits
-                    .check_imported(b)
-                    .map_err(|source| Error::ImportRecord {
-                        line: p.number,
-                        source,
-                    })?;
-            }
-        }
         let mut report = ImportReport {
             dry_run: options.dry_run,
             ..ImportReport::default()
@@ -176,17 +169,33 @@ impl Store {
 /// A parsed line: its number, its content and, for a bead, the text to put in the WAL as it is.
 struct ParsedLine {
     number: u64,
-    line: Line,
+    item: Item,
     raw: Option<RawJson>,
 }
 
-/// Below this many lines an import parses on the calling thread only.
-const PARALLEL_PARSE_MIN_LINES: usize = 4096;
+/// The content of a line: a bead already in the entry the state will keep (allocated by the
+/// parse thread, so committing moves a pointer), or a non-issue record.
+enum Item {
+    Issue(Arc<Entry>),
+    Other {
+        key: String,
+        record: Map<String, Value>,
+    },
+}
 
-/// Reads the whole input, then parses its lines (on several threads for large inputs), keeping
-/// each line's number and, for a bead, where its text is when that can go into the WAL as it is
-/// (see [`raw_bead_json`]). The first bad line (lowest number) is the error reported.
-fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Error> {
+/// Below this many bytes an import parses on the calling thread only (about 4,000 beads).
+const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
+
+/// Reads the whole input, then checks, splits and parses it in one piece per thread (one piece
+/// for small inputs), keeping each line's number and, for a bead, its text when that can go into
+/// the WAL as it is (see [`raw_bead_json`]). The first bad line (lowest number) is the error
+/// reported, whether it is not UTF-8, not a beads record or a bead with an id `limits` reject
+/// ([`Limits::check_imported`]).
+fn read_all(
+    mut reader: impl BufRead,
+    path: &Path,
+    limits: &Limits,
+) -> Result<Vec<ParsedLine>, Error> {
     let err = |source| Error::Import {
         path: path.to_owned(),
         source,
@@ -196,105 +205,180 @@ fn read_all(mut reader: impl BufRead, path: &Path) -> Result<Vec<ParsedLine>, Er
         let line = 1 + bytes.iter().filter(|b| **b == b'\n').count() as u64;
         return Err(err(LineError::Io { line, source }));
     }
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..valid]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count() as u64;
-            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error());
-            return Err(err(LineError::Io { line, source }));
-        }
-    };
-    let buf = text.as_str();
-    // Non-blank lines as (number, byte range of the trimmed text).
-    let mut spans: Vec<(u64, Range<usize>)> = Vec::new();
-    let mut at = 0usize;
-    for (i, l) in buf.split_inclusive('\n').enumerate() {
-        let start = at + (l.len() - l.trim_start().len());
-        let end = at + l.trim_end().len();
-        at += l.len();
-        if start < end {
-            spans.push((i as u64 + 1, start..end));
-        }
-    }
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 8);
-    let parsed = if threads == 1 || spans.len() < PARALLEL_PARSE_MIN_LINES {
-        parse_spans(buf, &spans)
+    let pieces = if bytes.len() < PARALLEL_PARSE_MIN_BYTES {
+        vec![bytes.as_slice()]
     } else {
-        let per = spans.len().div_ceil(threads);
-        let parts: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = spans
-                .chunks(per)
-                .map(|chunk| {
+        cut_at_lines(&bytes, threads)
+    };
+    let parts: Vec<_> = if pieces.len() == 1 {
+        vec![Ok(parse_piece(pieces[0], limits))]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .map(|&piece| {
                     std::thread::Builder::new()
                         .name("finn-beads-parse".to_owned())
-                        .spawn_scoped(scope, move || parse_spans(buf, chunk))
-                        // No thread to be had: this chunk is parsed here instead.
-                        .map_err(|_| chunk)
+                        .spawn_scoped(scope, move || parse_piece(piece, limits))
+                        // No thread to be had: this piece is parsed here instead.
+                        .map_err(|_| piece)
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| match h {
                     Ok(h) => h.join(),
-                    Err(chunk) => Ok(parse_spans(buf, chunk)),
+                    Err(piece) => Ok(parse_piece(piece, limits)),
                 })
                 .collect()
-        });
-        let mut out = Vec::with_capacity(spans.len());
-        for part in parts {
-            match part {
-                Ok(Ok(lines)) => out.extend(lines),
-                // Chunks are in file order: the first failing chunk holds the first bad line.
-                Ok(Err(e)) => return Err(err(e)),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(out)
+        })
     };
-    parsed.map_err(err)
-}
-
-fn parse_spans(buf: &str, spans: &[(u64, Range<usize>)]) -> Result<Vec<ParsedLine>, LineError> {
-    let mut out = Vec::with_capacity(spans.len());
-    for (number, range) in spans {
-        let text = buf.get(range.clone()).unwrap_or("");
-        let line = parse_line(text).map_err(|source| LineError::Json {
-            line: *number,
-            source,
-        })?;
-        // Only the fast path of `parse_line` deserializes the bead from the text itself; a line
-        // with `_type` goes through a JSON map first, and is encoded from the typed bead.
-        let raw = match &line {
-            Line::Issue(_) if !text.contains("\"_type\"") && raw_bead_json(text) => {
-                Some(RawJson::new(text).map_err(|source| LineError::Json {
-                    line: *number,
-                    source,
-                })?)
+    let mut out = Vec::new();
+    // Line numbers in a piece count from its start; the pieces before it add theirs.
+    let mut before = 0u64;
+    for part in parts {
+        match part {
+            Ok(Ok(piece)) => {
+                if out.is_empty() {
+                    out.reserve_exact(piece.lines.len() * pieces.len());
+                }
+                out.extend(piece.lines.into_iter().map(|mut l| {
+                    l.number += before;
+                    l
+                }));
+                before += piece.line_count;
             }
-            _ => None,
-        };
-        out.push(ParsedLine {
-            number: *number,
-            line,
-            raw,
-        });
+            // Pieces are in file order: the first failing piece holds the first bad line.
+            Ok(Err(BadLine::Line(e))) => return Err(err(e.shifted(before))),
+            Ok(Err(BadLine::Record { line, source })) => {
+                return Err(Error::ImportRecord {
+                    line: line + before,
+                    source,
+                });
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
     Ok(out)
+}
+
+/// Cuts `bytes` into at most `n` pieces of about equal size, each ending just after a newline
+/// (the last one at the end of the input).
+fn cut_at_lines(bytes: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::with_capacity(n);
+    let mut rest = bytes;
+    for k in (2..=n).rev() {
+        let target = rest.len() / k;
+        let Some(at) = rest[target..].iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        let (piece, tail) = rest.split_at(target + at + 1);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// The lines of one piece of the input, numbered from 1 at the piece's start.
+struct Piece {
+    lines: Vec<ParsedLine>,
+    /// Lines in the piece, blank ones included.
+    line_count: u64,
+}
+
+/// Why a line stops an import.
+#[derive(Debug)]
+enum BadLine {
+    /// Not UTF-8, or not a beads record.
+    Line(LineError),
+    /// A bead with an id that cannot be stored.
+    Record {
+        /// 1-based line number.
+        line: u64,
+        /// Why.
+        source: ValidationError,
+    },
+}
+
+impl From<LineError> for BadLine {
+    fn from(e: LineError) -> Self {
+        BadLine::Line(e)
+    }
+}
+
+fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
+    // Lines before the first byte that is not UTF-8 are parsed (one of them may be the first
+    // bad line); the line holding that byte is the error otherwise.
+    let (text, bad_utf8) = match std::str::from_utf8(piece) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let valid = piece.get(..e.valid_up_to()).unwrap_or_default();
+            (std::str::from_utf8(valid).unwrap_or_default(), Some(e))
+        }
+    };
+    let mut lines = Vec::with_capacity(text.len() / 512);
+    let mut line_count = 0u64;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        let number = i as u64 + 1;
+        line_count = number;
+        if bad_utf8.is_some() && !l.ends_with('\n') {
+            // The valid start of the line with the bad byte.
+            break;
+        }
+        let text = l.trim();
+        if text.is_empty() {
+            continue;
+        }
+        lines.push(parse_text(number, text, limits)?);
+    }
+    if let Some(e) = bad_utf8 {
+        let line = 1 + text.bytes().filter(|b| *b == b'\n').count() as u64;
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        return Err(BadLine::Line(LineError::Io { line, source }));
+    }
+    Ok(Piece { lines, line_count })
+}
+
+/// Parses and checks one non-blank line.
+fn parse_text(number: u64, text: &str, limits: &Limits) -> Result<ParsedLine, BadLine> {
+    let json = |source| LineError::Json {
+        line: number,
+        source,
+    };
+    let (item, raw) = match parse_line_unboxed(text).map_err(json)? {
+        // A line with `_type` goes through a JSON map first, and is encoded from the typed
+        // bead; a bead read from the text itself goes into the WAL as that text.
+        Parsed::Issue { bead, direct } => {
+            limits
+                .check_imported(&bead)
+                .map_err(|source| BadLine::Record {
+                    line: number,
+                    source,
+                })?;
+            let raw = if direct && raw_bead_json(text) {
+                Some(RawJson::new(&bead.id, text).map_err(json)?)
+            } else {
+                None
+            };
+            (Item::Issue(staged_entry(bead, None)), raw)
+        }
+        Parsed::Other { key, record } => (Item::Other { key, record }, None),
+    };
+    Ok(ParsedLine { number, item, raw })
 }
 
 fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
     // Edges whose target is unknown so far; the target may still come later in the file.
     let mut unresolved: Vec<(String, String)> = Vec::new();
     tx.reserve(lines.len());
-    for ParsedLine { line, raw, .. } in lines {
-        match line {
-            Line::Issue(b) => {
+    for ParsedLine { item, raw, .. } in lines {
+        match item {
+            Item::Issue(mut entry) => {
+                let b = &entry.bead;
                 for d in &b.dependencies {
                     if tx.get(&d.depends_on_id).is_none() {
                         unresolved.push((b.id.clone(), d.depends_on_id.clone()));
@@ -302,12 +386,12 @@ fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
                 }
                 let decision = match tx.get(&b.id) {
                     None => Decision::Create,
-                    Some(local) => decide(local, &b),
+                    Some(local) => decide(local, b),
                 };
                 match decision {
                     Decision::Create => {
                         report.created.push(b.id.clone());
-                        tx.put_imported(b, None, raw);
+                        tx.put_imported_new(entry, raw);
                     }
                     Decision::Update => {
                         // Keep a live lease only if the incoming record still shows the holder.
@@ -316,18 +400,22 @@ fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
                                 && b.assignee.as_deref() == Some(l.worker.as_str())
                         });
                         report.updated.push(b.id.clone());
-                        tx.put_imported(b, lease, raw);
+                        if lease.is_some() {
+                            // Only this line holds the entry yet: the lease is set in place.
+                            Arc::make_mut(&mut entry).lease = lease;
+                        }
+                        tx.put_imported(entry, raw);
                     }
                     Decision::Unchanged => report.unchanged += 1,
                     Decision::Older => report.skipped_older.push(SkippedOlder {
                         local: tx.get(&b.id).and_then(|l| l.updated_at.clone()),
                         incoming: b.updated_at.clone(),
-                        id: b.id,
+                        id: b.id.clone(),
                     }),
-                    Decision::Conflict => report.conflicts.push(b.id),
+                    Decision::Conflict => report.conflicts.push(b.id.clone()),
                 }
             }
-            Line::Other { key, record } => {
+            Item::Other { key, record } => {
                 let same = tx
                     .records
                     .get(&key)
@@ -348,4 +436,37 @@ fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
         .into_iter()
         .filter(|(_, target)| tx.get(target).is_none())
         .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_end_at_line_ends_and_cover_the_input() {
+        let text = b"{\"id\":\"a\"}\n\n{\"id\":\"bb\"}\n{\"id\":\"c\"}";
+        for n in 1..6 {
+            let pieces = cut_at_lines(text, n);
+            assert!(pieces.len() <= n);
+            assert_eq!(pieces.concat(), text.to_vec());
+            for p in &pieces[..pieces.len() - 1] {
+                assert_eq!(p.last(), Some(&b'\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_numbers_its_lines_from_one_and_stops_at_bad_utf8() {
+        let limits = Limits::default();
+        let piece = parse_piece(b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n", &limits).unwrap();
+        assert_eq!(piece.line_count, 3);
+        let numbers: Vec<u64> = piece.lines.iter().map(|l| l.number).collect();
+        assert_eq!(numbers, [1, 3]);
+        let Err(BadLine::Line(e)) = parse_piece(b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n", &limits)
+        else {
+            panic!("a line that is not UTF-8 must fail as such");
+        };
+        assert!(matches!(e, LineError::Io { line: 2, .. }), "{e:?}");
+        assert_eq!(e.shifted(10).line(), 12);
+    }
 }

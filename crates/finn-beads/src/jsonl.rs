@@ -55,21 +55,62 @@ impl LineError {
             Self::Io { line, .. } | Self::Json { line, .. } => *line,
         }
     }
+    /// The same error with its line number `by` lines further (a piece of a larger input).
+    pub(crate) fn shifted(mut self, by: u64) -> Self {
+        match &mut self {
+            Self::Io { line, .. } | Self::Json { line, .. } => *line += by,
+        }
+        self
+    }
 }
 
 /// Parses one line of text.
 pub fn parse_line(text: &str) -> Result<Line, serde_json::Error> {
+    Ok(match parse_line_unboxed(text)? {
+        Parsed::Issue { bead, .. } => Line::Issue(Box::new(bead)),
+        Parsed::Other { key, record } => Line::Other { key, record },
+    })
+}
+
+/// [`Line`] with the bead by value, so the import moves it straight into its state entry.
+// Returned once per line and moved at once into the entry's allocation: boxing the bead would
+// add the very allocation and copy this type exists to avoid.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Parsed {
+    /// A work item.
+    Issue {
+        /// The bead.
+        bead: Bead,
+        /// It was deserialized from the text itself (the line has no `_type`), not from a JSON
+        /// map built first: the text is then the bead's own JSON.
+        direct: bool,
+    },
+    /// A record of another `_type`.
+    Other {
+        /// See [`other_record_key`].
+        key: String,
+        /// The record as found.
+        record: Map<String, Value>,
+    },
+}
+
+/// [`parse_line`] without boxing the bead.
+pub(crate) fn parse_line_unboxed(text: &str) -> Result<Parsed, serde_json::Error> {
     // Fast path: issues never carry `_type`, so they deserialize straight into the typed model.
     if !text.contains("\"_type\"") {
-        return serde_json::from_str::<Bead>(text).map(|b| Line::Issue(Box::new(b)));
+        let bead = serde_json::from_str::<Bead>(text)?;
+        return Ok(Parsed::Issue { bead, direct: true });
     }
     let map: Map<String, Value> = serde_json::from_str(text)?;
     match map.get("_type").and_then(Value::as_str) {
         None | Some("issue") if map.contains_key("id") => {
             let bead: Bead = serde_json::from_value(Value::Object(map))?;
-            Ok(Line::Issue(Box::new(bead)))
+            Ok(Parsed::Issue {
+                bead,
+                direct: false,
+            })
         }
-        _ => Ok(Line::Other {
+        _ => Ok(Parsed::Other {
             key: other_record_key(&map),
             record: map,
         }),

@@ -70,8 +70,7 @@
 //!   (running the same import again completes it).
 //! - An import holds the whole input in memory while it runs: the text, the parsed beads and
 //!   their WAL payloads. Importing the 68 MB bench file (100,000 beads) into an empty store
-//!   peaks at about 0.66 GB resident, the input string and the resulting state included (the
-//!   import bench's peak went from 705 MB to 768 MB when the parse went parallel).
+//!   peaks at about 0.63 GB resident, the input and the resulting state included.
 //! - Reads in [`Sharing::MultiProcess`] mode see other processes' writes after
 //!   [`Store::refresh`] (writes always refresh first).
 //!
@@ -100,33 +99,45 @@
 //! Payload version 1; readers accept versions up to their own and refuse newer ones loudly.
 //!
 //! # Performance
-//! `cargo bench -p finn-beads -- --quick` on the shared 2-vCPU VM (other builds running,
-//! `/proc/pressure/cpu` some avg10 ≈ 21 %), 100,000 beads (68 MB of JSONL) with epics, `blocks`
-//! chains and 60 % closed; baselines measured in the same run:
+//! `cargo bench -p finn-beads --bench beads` on the shared 2-vCPU VM (other sessions building
+//! and benchmarking, `/proc/pressure/cpu` some avg10 between 0 and 80 % during the runs), 100,000
+//! beads (68 MB of JSONL) with epics, `blocks` chains and 60 % closed; baselines measured in the
+//! same run:
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | import 100k, `Sync` | 74k beads/s (1.35 s) | 0.28× parsing the same lines into `serde_json::Value` (375 ms, 267k/s); 0.21× appending the same payloads to a bare WAL with the same batches and sync (286 ms, 349k/s) |
-//! | ready list, all 34,285 ready beads | 0.49 ms | 0.034× a plain scan of open beads + sort (14.5 ms) |
-//! | ready list, limit 10 | 0.24 µs | |
+//! | import 100k, `Sync` | 126k beads/s (0.794 s) | 0.57× parsing the same lines into `serde_json::Value` (453 ms, 221k/s); 0.31× appending the same payloads to a bare WAL with the same batches and sync (246 ms, 407k/s) |
+//! | ready list, all 34,285 ready beads | 0.28 ms | 0.018× a plain scan of open beads + sort (15.8 ms) |
+//! | ready list, limit 10 | 0.17 µs | |
 //!
-//! Import before this round, run back to back with the same corpus: 1.87 s (53.5k/s) against
-//! 1.35 s now (1.38×); under heavier load (avg10 ≈ 46 %) 2.10 s against 1.58 s. The import
-//! reads the whole input, parses its lines on all cores (each parse thread also wraps its
-//! line into the WAL payload, byte for byte), merges in one transaction whose beads stay boxed
-//! in file order, then appends atomic batches (at most 8,192 records and a quarter segment)
-//! with one fdatasync at the end while a second thread builds the new state; the state is
-//! swapped in only once every batch is durable at the LSNs it was built with (else it is
-//! folded from the WAL). The bulk index rebuild visits each bead once; id maps use foldhash
-//! (seeded per map) instead of SipHash.
+//! Import before and after this round, the two builds run in turns with the same corpus, 15
+//! runs each (the spread is the machine's load): before best 1.14 s (87k/s), median 1.61 s;
+//! now best 0.757 s (132k/s), median 1.08 s, about 1.5× faster at either. Peak resident set of
+//! the import bench: 665 MB before, 626 MB now.
 //!
-//! Import misses its 200k beads/s target. The floor is the WAL: appending the same bytes alone
-//! costs 0.29 s, the `Value` parse 0.38 s. Above it remain the typed parse (about 3 allocations
-//! per field: strings, boxed timestamps, a JSON map per dependency for `thread_id`), building
-//! the state (one kilobyte-sized `Entry` per bead, `String`-keyed maps and per-target sets)
-//! and the allocator: freeing a 100k-bead store takes about 0.8 s of glibc `free`. The next
-//! steps are interned ids (one `u32` slot per id, edge sets as slot lists) and a bead model
-//! that allocates less per line.
+//! How an import runs: the input is read whole and cut at line ends into one piece per core;
+//! each piece is checked for UTF-8, split into lines, parsed and id-checked on its own thread,
+//! which also puts each bead into the `Arc` entry the state will keep and each line, byte for
+//! byte, into its WAL payload and key. The merge then runs in one transaction in file order;
+//! the records go to the WAL as atomic batches (at most 8,192 records and a quarter segment)
+//! with one fdatasync at the end, while a second thread builds the new state from the same
+//! entries (only their LSN is set); the state is swapped in only once every batch is durable
+//! at the LSNs it was built with (else it is folded from the WAL). The bulk index rebuild
+//! groups edges by borrowed ids before allocating each set at its size, and visits beads in
+//! memory order (an import allocates them in file order): a visit in hash order cost several
+//! cache misses per bead and was most of the rebuild.
+//!
+//! Import still misses its 200k beads/s target (0.5 s for 100k). CPU time per thread of one
+//! import (instrumented build, read from `/proc/thread-self/schedstat`): parsing about 0.25 s on each of the two parse threads, the merge 0.09 s,
+//! building the records 0.05 s, the WAL appends 0.19 s, and the state on the second thread
+//! 0.29 s (most of it the index rebuild, bound by cache misses on `String`-keyed maps). That is
+//! about 1.2 CPU-seconds for two cores, so no overlap of the phases reaches 0.5 s. The parse
+//! is dominated by allocation: every line becomes about 30 heap blocks (strings, timestamp
+//! text, a JSON map per dependency for `thread_id`, the 930-byte bead), and glibc grows the
+//! heaps of non-main threads a page at a time with one `mprotect` each. The next steps are
+//! interned ids (one `u32` slot per id, edge sets as slot lists, no per-member `String`), a
+//! bead model that allocates less per line, and the WAL appends started before the parse ends
+//! (a bad line would then have to truncate what was appended).
 //!
 //! The ready list walks a dense, pre-sorted copy of the ready pool and reads no bead unless
 //! something is deferred; the first query after a write rebuilds that copy from the B-tree

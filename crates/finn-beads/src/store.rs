@@ -332,13 +332,12 @@ fn commit<R>(
     if tx.is_empty() {
         return Ok(out);
     }
-    let parts = tx.into_parts().map_err(Error::Encode)?;
+    let (records, pending) = tx.into_parts().map_err(Error::Encode)?;
     let durability = match &options.wal.durability {
         Durability::None => Durability::None,
         _ => Durability::Sync,
     };
     let Some(split) = split else {
-        let (records, pending): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
         let lsns = wal.append_batch(records, durability)?;
         for (p, lsn) in pending.into_iter().zip(lsns) {
             p.apply(state, lsn);
@@ -348,7 +347,6 @@ fn commit<R>(
     };
     // Several atomic batches, one sync. Nothing is applied before everything appended is
     // durable, so a failed sync leaves the state at the last acknowledged write.
-    let (records, pending): (Vec<NewRecord>, Vec<Pending>) = parts.into_iter().unzip();
     if records.len() >= OVERLAP_MIN_RECORDS && state.len().saturating_mul(4) <= records.len() {
         return commit_overlapped(wal, state, records, pending, split, durability).map(|()| out);
     }

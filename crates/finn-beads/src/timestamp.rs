@@ -18,7 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// instant (`...Z` and `...+00:00`) order next to each other but are not equal (export keeps both).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Timestamp {
-    raw: Box<str>,
+    /// Shared, not boxed: the ready pool keys and copies of beads clone timestamps often, and
+    /// a clone is then a reference count instead of an allocation.
+    raw: std::sync::Arc<str>,
     secs: i64,
     nanos: u32,
 }

@@ -2,8 +2,9 @@
 //! as one atomic batch before they are applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
-use finn_wal::{Kind, NewRecord};
+use finn_wal::{Kind, Lsn, NewRecord};
 use serde_json::{Map, Value};
 
 use crate::bead::{Bead, Comment, DepType, Dependency, IssueType, Priority, Status};
@@ -45,9 +46,9 @@ pub struct Patch {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Staged {
-    /// Boxed: a bead is about a kilobyte, and staging moves it around.
-    pub(crate) bead: Box<Bead>,
-    pub(crate) lease: Option<Lease>,
+    /// The bead and its lease in the allocation the state will hold once the record is durable
+    /// (only its `lsn` is set then): a bead is about a kilobyte, and an import stages 100,000s.
+    pub(crate) entry: Arc<Entry>,
     pub(crate) changes: Vec<Change>,
     /// JSON text that deserializes to exactly `bead` (an imported line), written into the WAL
     /// payload as it is instead of serializing `bead` again.
@@ -60,48 +61,52 @@ pub(crate) struct Staged {
 #[derive(Clone, Debug)]
 pub(crate) struct RawJson {
     payload: Vec<u8>,
+    /// The WAL key of the bead (`bead/<id>`), built beside the payload.
+    key: String,
 }
 
 impl RawJson {
-    /// Wraps `text` (see [`raw_bead_json`] for which lines qualify).
-    pub(crate) fn new(text: &str) -> Result<RawJson, serde_json::Error> {
+    /// Wraps `text`, the JSON of bead `id` (see [`raw_bead_json`] for which lines qualify).
+    pub(crate) fn new(id: &str, text: &str) -> Result<RawJson, serde_json::Error> {
+        // What `splice_payload` writes for an import without a lease (a test holds them equal),
+        // copied instead of serialized for each of an import's lines.
+        let mut payload = Vec::with_capacity(IMPORT_PREFIX.len() + text.len() + 1);
+        payload.extend_from_slice(IMPORT_PREFIX);
+        payload.extend_from_slice(text.as_bytes());
+        payload.push(b'}');
         Ok(RawJson {
-            payload: splice_payload(PAYLOAD_VERSION, &[Change::Import], None, text)?,
+            payload,
+            key: bead_key(id),
         })
     }
 
     /// The line itself.
     pub(crate) fn as_str(&self) -> &str {
-        let prefix = import_prefix_len();
+        let prefix = IMPORT_PREFIX.len();
         self.payload
             .get(prefix..self.payload.len().saturating_sub(1))
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("")
     }
 
-    /// The payload for a record with these changes and lease: the prebuilt one when they are
-    /// the import's own, else spliced anew around the line.
-    fn into_payload(
+    /// The WAL key and payload for a record with these changes and lease: the prebuilt
+    /// payload when they are the import's own, else one spliced anew around the line.
+    fn into_record(
         self,
         changes: &[Change],
         lease: Option<&Lease>,
-    ) -> Result<Vec<u8>, serde_json::Error> {
+    ) -> Result<(String, Vec<u8>), serde_json::Error> {
         if lease.is_none() && changes == [Change::Import] {
-            Ok(self.payload)
+            Ok((self.key, self.payload))
         } else {
-            splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())
+            let payload = splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())?;
+            Ok((self.key, payload))
         }
     }
 }
 
-/// Length of `{"v":1,"changes":[{"op":"import"}],"bead":`.
-fn import_prefix_len() -> usize {
-    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *LEN.get_or_init(|| {
-        splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "")
-            .map_or(0, |p| p.len().saturating_sub(1))
-    })
-}
+/// The start of an imported line's payload, up to the line itself.
+const IMPORT_PREFIX: &[u8] = br#"{"v":1,"changes":[{"op":"import"}],"bead":"#;
 
 /// A set of mutations that commit together: all of them reach the WAL in one atomic batch, or
 /// none does. Obtained from [`Store::transact`](crate::Store::transact).
@@ -156,7 +161,7 @@ impl<'s> Tx<'s> {
     /// A bead as this transaction sees it (staged changes included).
     pub fn get(&self, id: &str) -> Option<&Bead> {
         match self.staged_entry(id) {
-            Some(s) => Some(&s.bead),
+            Some(s) => Some(&s.entry.bead),
             None => self.state.get(id),
         }
     }
@@ -177,7 +182,7 @@ impl<'s> Tx<'s> {
     /// The lease on a bead as this transaction sees it.
     pub fn lease(&self, id: &str) -> Option<&Lease> {
         match self.staged_entry(id) {
-            Some(s) => s.lease.as_ref(),
+            Some(s) => s.entry.lease.as_ref(),
             None => self.state.entry(id).and_then(|e| e.lease.as_ref()),
         }
     }
@@ -225,34 +230,29 @@ impl<'s> Tx<'s> {
     }
 
     fn stage(&mut self, bead: Bead, lease: Option<Lease>, change: Change) {
-        self.stage_raw(Box::new(bead), lease, change, None);
+        self.stage_raw(staged_entry(bead, lease), change, None);
     }
 
-    fn stage_raw(
-        &mut self,
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-        change: Change,
-        raw: Option<RawJson>,
-    ) {
-        match self.slots.get(bead.id.as_str()) {
+    fn stage_raw(&mut self, entry: Arc<Entry>, change: Change, raw: Option<RawJson>) {
+        match self.slots.get(entry.bead.id.as_str()) {
             Some(&i) if i < self.staged.len() => {
                 let s = &mut self.staged[i];
-                s.bead = bead;
-                s.lease = lease;
+                s.entry = entry;
                 s.changes.push(change);
                 s.raw = raw;
             }
-            _ => {
-                self.slots.insert(bead.id.clone(), self.staged.len());
-                self.staged.push(Staged {
-                    bead,
-                    lease,
-                    changes: vec![change],
-                    raw,
-                });
-            }
+            _ => self.stage_first(entry, change, raw),
         }
+    }
+
+    /// Stages a bead this transaction has not staged yet.
+    fn stage_first(&mut self, entry: Arc<Entry>, change: Change, raw: Option<RawJson>) {
+        self.slots.insert(entry.bead.id.clone(), self.staged.len());
+        self.staged.push(Staged {
+            entry,
+            changes: vec![change],
+            raw,
+        });
     }
 
     /// Creates a bead. An empty `bead.id` gets a generated one (`<prefix>-<base36>`); the id is
@@ -604,15 +604,18 @@ impl<'s> Tx<'s> {
         self.records.insert(key.to_owned(), record);
     }
 
-    /// Writes an imported bead verbatim (import merge decided it is newer or new). `raw`, if
-    /// given, is the JSON text the bead was deserialized from (see [`raw_bead_json`]).
-    pub(crate) fn put_imported(
-        &mut self,
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-        raw: Option<RawJson>,
-    ) {
-        self.stage_raw(bead, lease, Change::Import, raw);
+    /// Writes an imported bead verbatim (import merge decided it is newer or new), with the
+    /// lease it keeps. `raw`, if given, is the JSON text the bead was deserialized from (see
+    /// [`raw_bead_json`]).
+    pub(crate) fn put_imported(&mut self, entry: Arc<Entry>, raw: Option<RawJson>) {
+        self.stage_raw(entry, Change::Import, raw);
+    }
+
+    /// [`Tx::put_imported`] for a bead [`Tx::get`] does not know (neither staged nor
+    /// committed): no lookup of its id among the staged ones.
+    pub(crate) fn put_imported_new(&mut self, entry: Arc<Entry>, raw: Option<RawJson>) {
+        debug_assert!(self.get(&entry.bead.id).is_none());
+        self.stage_first(entry, Change::Import, raw);
     }
 
     fn check_edge(&self, id: &str, target: &str) -> Result<(), ValidationError> {
@@ -675,39 +678,38 @@ impl<'s> Tx<'s> {
         self.modify(id, change, f)
     }
 
-    /// Turns the staged changes into WAL records plus the entries to apply after the append.
-    pub(crate) fn into_parts(self) -> Result<Vec<(NewRecord, Pending)>, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.staged.len() + self.records.len());
+    /// Turns the staged changes into WAL records plus, at the same positions, the entries to
+    /// apply after the append.
+    pub(crate) fn into_parts(self) -> Result<(Vec<NewRecord>, Vec<Pending>), serde_json::Error> {
+        let n = self.staged.len() + self.records.len();
+        let (mut records, mut pending) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (key, record) in self.records {
             let payload = RecordPayload {
                 v: PAYLOAD_VERSION,
                 record,
             };
             let bytes = serde_json::to_vec(&payload)?;
-            out.push((
-                NewRecord::put(Kind::Bead, record_key(&key), bytes),
-                Pending::Record(key, payload.record),
-            ));
+            records.push(NewRecord::put(Kind::Bead, record_key(&key), bytes));
+            pending.push(Pending::Record(key, payload.record));
         }
         for s in self.staged {
-            let bytes = match s.raw {
-                Some(raw) => raw.into_payload(&s.changes, s.lease.as_ref())?,
-                None => serde_json::to_vec(&BeadPayloadRef {
-                    v: PAYLOAD_VERSION,
-                    changes: &s.changes,
-                    bead: &s.bead,
-                    lease: s.lease.as_ref(),
-                })?,
+            let e = &s.entry;
+            let (key, bytes) = match s.raw {
+                Some(raw) => raw.into_record(&s.changes, e.lease.as_ref())?,
+                None => (
+                    bead_key(&e.bead.id),
+                    serde_json::to_vec(&BeadPayloadRef {
+                        v: PAYLOAD_VERSION,
+                        changes: &s.changes,
+                        bead: &e.bead,
+                        lease: e.lease.as_ref(),
+                    })?,
+                ),
             };
-            out.push((
-                NewRecord::put(Kind::Bead, bead_key(&s.bead.id), bytes),
-                Pending::Bead {
-                    bead: s.bead,
-                    lease: s.lease,
-                },
-            ));
+            records.push(NewRecord::put(Kind::Bead, key, bytes));
+            pending.push(Pending::Bead(s.entry));
         }
-        Ok(out)
+        Ok((records, pending))
     }
 }
 
@@ -749,6 +751,12 @@ pub(crate) fn raw_bead_json(text: &str) -> bool {
     if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
         return false;
     }
+    // Nesting never exceeds the number of brackets that open: when that is within the limit
+    // (every real bead), a count the compiler vectorizes settles it without the exact walk.
+    let openers = bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count();
+    if openers <= MAX_RAW_DEPTH {
+        return true;
+    }
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in bytes {
         if in_string {
@@ -773,26 +781,30 @@ pub(crate) fn raw_bead_json(text: &str) -> bool {
     max <= MAX_RAW_DEPTH
 }
 
+/// A staged bead and lease in the allocation the state will keep, its LSN not known yet.
+pub(crate) fn staged_entry(bead: Bead, lease: Option<Lease>) -> Arc<Entry> {
+    Arc::new(Entry {
+        bead,
+        lease,
+        lsn: Lsn::ZERO,
+    })
+}
+
 /// What to apply to the state once a record is durable.
 pub(crate) enum Pending {
-    Bead {
-        bead: Box<Bead>,
-        lease: Option<Lease>,
-    },
+    /// A bead entry, `lsn` still to be set.
+    Bead(Arc<Entry>),
     Record(String, Map<String, Value>),
 }
 
 impl Pending {
-    pub(crate) fn apply(self, state: &mut State, lsn: finn_wal::Lsn) {
+    pub(crate) fn apply(self, state: &mut State, lsn: Lsn) {
         match self {
-            Pending::Bead { bead, lease } => state.put_entry(
-                lsn,
-                Entry {
-                    bead: *bead,
-                    lease,
-                    lsn,
-                },
-            ),
+            Pending::Bead(mut entry) => {
+                // The transaction held the only reference, so this sets the field in place.
+                Arc::make_mut(&mut entry).lsn = lsn;
+                state.put_entry(lsn, entry);
+            }
             Pending::Record(key, record) => state.put_record(lsn, key, record),
         }
     }
@@ -811,9 +823,10 @@ mod tests {
 
     #[test]
     fn prebuilt_import_payload_decodes_to_the_line_and_keeps_its_text() {
-        let raw = RawJson::new(LINE).unwrap();
+        let raw = RawJson::new("bd-1", LINE).unwrap();
         assert_eq!(raw.as_str(), LINE);
-        let bytes = raw.into_payload(&[Change::Import], None).unwrap();
+        let (key, bytes) = raw.into_record(&[Change::Import], None).unwrap();
+        assert_eq!(key, "bead/bd-1");
         let p = decode(&bytes);
         assert_eq!(p.v, PAYLOAD_VERSION);
         assert_eq!(p.changes, vec![Change::Import]);
@@ -821,6 +834,33 @@ mod tests {
         assert!(p.lease.is_none());
         // The bead's text is in the payload byte for byte (timestamp precision, unknown fields).
         assert!(std::str::from_utf8(&bytes).unwrap().contains(LINE));
+    }
+
+    #[test]
+    fn import_prefix_is_what_the_payload_encoder_writes() {
+        let mut spliced = splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "").unwrap();
+        assert_eq!(spliced.pop(), Some(b'}'));
+        assert_eq!(spliced, IMPORT_PREFIX);
+    }
+
+    #[test]
+    fn only_lines_nested_within_the_limit_go_into_the_wal_as_they_are() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"id":"bd-1","x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(raw_bead_json(&nested(MAX_RAW_DEPTH - 1)));
+        assert!(!raw_bead_json(&nested(MAX_RAW_DEPTH)));
+        // Many brackets, little nesting: the exact walk decides.
+        let wide = format!(r#"{{"id":"bd-1","x":[{}[]]}}"#, "[],".repeat(300));
+        assert!(raw_bead_json(&wide));
+        // Brackets inside strings do not nest.
+        let quoted = format!(r#"{{"id":"bd-1","title":"{}"}}"#, "{[".repeat(300));
+        assert!(raw_bead_json(&quoted));
+        assert!(!raw_bead_json(r#"["id"]"#));
     }
 
     #[test]
@@ -834,10 +874,11 @@ mod tests {
             prev_assignee: None,
         };
         let changes = [Change::Import];
-        let bytes = RawJson::new(LINE)
+        let (key, bytes) = RawJson::new("bd-1", LINE)
             .unwrap()
-            .into_payload(&changes, Some(&lease))
+            .into_record(&changes, Some(&lease))
             .unwrap();
+        assert_eq!(key, "bead/bd-1");
         let p = decode(&bytes);
         assert_eq!(p.lease, Some(lease));
         assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());

@@ -1,6 +1,8 @@
 //! The write path: validation before the WAL, WAL before the state, state as a fold of the WAL.
 
-use finn_beads::{Bead, DepType, Error, Patch, Priority, State, Status, Store, ValidationError};
+use finn_beads::{
+    Bead, DepType, Error, LineError, Patch, Priority, State, Status, Store, ValidationError,
+};
 use finn_wal::{Lsn, Wal};
 
 use crate::util::open;
@@ -419,4 +421,66 @@ fn bulk_import_on_a_shared_wal_with_a_concurrent_writer_equals_a_fold() {
         assert_eq!(*s, imported);
         assert_eq!(s.blocked_ids(), imported.blocked_ids());
     });
+}
+
+/// A large import is checked and parsed in pieces on several threads; the first bad line of
+/// the file is still the one named (line numbers count blank lines and the pieces before),
+/// whether it is not JSON, not UTF-8 or has a rejected id, and nothing is written.
+#[test]
+fn bad_line_deep_in_a_large_import_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create(Bead::new("bd-1", "first")).unwrap();
+    let lsn = store.lsn();
+    // 12,000 beads (2.4 MB) with a blank line 3: bead i is on line i + 2 from there on.
+    let mut lines: Vec<Vec<u8>> = bulk_jsonl(12_000)
+        .lines()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    lines.insert(2, b"   ".to_vec());
+    let with = |changes: &[(usize, &[u8])]| {
+        let mut lines = lines.clone();
+        for (line, text) in changes {
+            lines[line - 1] = text.to_vec();
+        }
+        lines.join(&b'\n')
+    };
+    let import = |bytes: Vec<u8>| {
+        store.import_reader(bytes.as_slice(), &finn_beads::ImportOptions::default())
+    };
+    let line_of = |e: Error| match e {
+        Error::Import { source, .. } => (source.line(), matches!(source, LineError::Io { .. })),
+        Error::ImportRecord { line, .. } => (line, false),
+        other => panic!("unexpected error {other:?}"),
+    };
+    let bad_json: &[u8] = br#"{"id":"b-x","title":"#;
+    let bad_utf8: &[u8] = b"{\"id\":\"b-y\",\"title\":\"\xff\"}";
+    let bad_id: &[u8] = br#"{"id":"../etc","title":"x"}"#;
+    assert_eq!(
+        line_of(import(with(&[(10_500, bad_json)])).unwrap_err()),
+        (10_500, false)
+    );
+    assert_eq!(
+        line_of(import(with(&[(10_500, bad_utf8)])).unwrap_err()),
+        (10_500, true)
+    );
+    assert_eq!(
+        line_of(import(with(&[(7_001, bad_id)])).unwrap_err()),
+        (7_001, false)
+    );
+    // The first bad line wins, whatever its kind and wherever the pieces were cut.
+    assert_eq!(
+        line_of(import(with(&[(200, bad_json), (10_500, bad_utf8)])).unwrap_err()),
+        (200, false)
+    );
+    assert_eq!(
+        line_of(import(with(&[(200, bad_utf8), (201, bad_json)])).unwrap_err()),
+        (200, true)
+    );
+    assert_eq!(store.lsn(), lsn);
+    assert_eq!(store.read(|s| s.len()), 1);
+    assert_eq!(wal_records(dir.path()).len(), 1);
+    // The same file without the bad lines imports every bead.
+    let report = import(with(&[])).unwrap();
+    assert_eq!(report.created.len(), 12_000);
 }
