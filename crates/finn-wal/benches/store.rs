@@ -17,13 +17,9 @@
 //! * `raw/pwrite+fdatasync` and `raw/pwrite+fdatasync_end`: the device's floor for any durable
 //!   write, measured first and last in the same run (a shared disk drifts).
 //!
-//! One run on the development VM (2 shared cores, ext4 without a journal on virtio; floor
-//! 0.12 ms at the start, 0.13 ms at the end): `txn/commit_10_files` 0.41 ms (24× the 10 ms
-//! target), `txn/commit_10_files_eager` 1.2 ms (8.5×), `kv/put_sync` 0.14 ms (71×),
-//! `journal/append_sync` 0.14 ms (72×), `journal/delete_100` 0.20 ms (25× the 5 ms target),
-//! `replay/open_10k` 8.3 ms (12× the 100 ms target; WAL open 3.9 ms, fold 2.3 ms of which the
-//! WAL's iteration 1.1 ms), `journal/restore` 12 µs, `kv/get` 0.26 µs. The table with the
-//! causes is in the `finn_wal::store` module docs.
+//! The latest run's numbers and their ratios to the seed targets are in the `finn_wal::store`
+//! module docs (2026-11-22: `replay/open_10k` 2.6 ms = 38× the 100 ms target, `kv/put_sync`
+//! 0.14 ms = 71×, `journal/delete_100` 0.21 ms = 24×, `txn/commit_10_files` 0.39 ms = 25×).
 //!
 //! Run with `cargo bench -p finn-wal --bench store` (`-- --quick` for a rough pass).
 #![allow(missing_docs)]

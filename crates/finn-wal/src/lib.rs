@@ -107,16 +107,21 @@
 //! typed error. The byte-by-byte description is in `docs/formats/finn-wal.md`.
 //!
 //! # Performance
-//! Measured with `cargo bench -p finn-wal --bench wal -- --quick` on the 2-vCPU CI VM, quiet
-//! (no other build running), ratios within one run (format 2, 2026-11-22):
+//! Measured with `cargo bench -p finn-wal --bench wal` on the 2-vCPU CI VM, quiet (no other
+//! build running), ratios within one run (2026-11-22 10:20 UTC; three runs of the `Sync`
+//! benches, the first shown, the others in brackets):
 //!
 //! | bench | result | ratio | target |
 //! |---|---|---|---|
-//! | 1 writer, `Sync`, 256 B | 6.9k appends/s (144 µs) | 1.35× raw `pwrite + fdatasync` on a preallocated file (5.1k/s) | ≥ 0.85× |
-//! | 8 writers, `Sync` | 23.7k appends/s, group 5.7 | 3.4× the single writer | ≥ 3× (not reliably met, see below) |
-//! | 64 writers, `Sync` | 37.7k appends/s, group 14.6 | 5.4× the single writer | — |
-//! | `None`, 256 B | 492k appends/s | 1.5× raw `pwrite` (both one `pwrite`; noise) | — |
-//! | open + replay 1M × 256 B, warm | 7.1M records/s | 0.45× raw read + CRC (15.9M/s) | ≥ 4M/s |
+//! | 1 writer, `Sync`, 256 B | 7.8k appends/s (128 µs) | 1.11× raw `pwrite + fdatasync` on a preallocated file (7.1k/s) [1.02×, 0.84×] | ≥ 0.85× |
+//! | 8 writers, `Sync` | 29.0k appends/s, group 7.9 | 3.71× the single writer [3.64×, 4.12×] | ≥ 3× |
+//! | 64 writers, `Sync` | 43.7k appends/s, group 37.8 | 5.6× the single writer | — |
+//! | `None`, 256 B | 391k appends/s | 0.77× raw `pwrite` (506k/s) | — |
+//! | open + replay 1M × 256 B, warm | 8.9M records/s | 0.50× raw read + CRC (17.8M/s) | ≥ 4M/s |
+//!
+//! One writer and the raw loop are the same work (one `pwrite`, one fdatasync); their ratio
+//! moves with the disk's flush latency between the two measurements (0.84×–1.35× across runs
+//! today, the raw loop measured first).
 //!
 //! Under heavy CPU contention from other builds (`/proc/pressure/cpu` some avg300 ≈ 66%) the
 //! same benches gave 250 appends/s for one writer against raw 345/s (both bound by the 4 ms
@@ -133,7 +138,8 @@
 //! version counted the writers inside the wait instead; right after a sync that count still
 //! held the writers the sync had released but the scheduler had not yet run, so gathering
 //! ended before they appended again: groups of 4.8–5.7 of 8 and 2.3×–3.9× one writer across
-//! runs. Counting joins gives groups of 7.8 of 8: 23.3k appends/s = 3.9× one writer with another build running (load 3), 64 writers 44.7k/s (group 38). Two other variants were
+//! runs. Counting joins gives groups of 7.9 of 8: 3.6×–4.1× one writer in three quiet runs
+//! (table above), and 3.9× with another build running (load 3). Two other variants were
 //! measured and dropped: yielding before a new leader picks what to sync (group unchanged)
 //! and letting a writer the running sync does not cover start a second, concurrent fdatasync
 //! (groups of 2.7, slower).

@@ -45,26 +45,29 @@
 //! # Cost (measured by `benches/store.rs`, against the seed-002 targets)
 //! The seed design targets a WAL write < 10 ms, a replay < 100 ms and a clear < 5 ms; finn
 //! aims to beat each by 20×. Medians of one `cargo bench -p finn-wal --bench store` run on the
-//! development VM: 2 cores shared with other builds (load ≈ 2), ext4 *without a journal* on a
-//! virtio disk whose fdatasync floor (`raw/pwrite+fdatasync`: 300 bytes + fdatasync) was
-//! 0.12 ms at the start of the run and 0.13 ms at its end:
+//! development VM (2 vCPU, ext4 *without a journal* on a virtio disk), quiet (load ≈ 1.5 from
+//! the run itself), 2026-11-22 10:21 UTC; the disk's fdatasync floor
+//! (`raw/pwrite+fdatasync`: 300 bytes + fdatasync) was 0.13 ms at the start of the run and
+//! 0.10 ms at its end:
 //!
 //! | operation | measured | seed target | ratio |
 //! |---|---|---|---|
 //! | `kv/put_sync` (one durable put: the "WAL write") | 0.14 ms | 10 ms | 71× |
-//! | `journal/append_sync` | 0.14 ms | 10 ms | 72× |
-//! | `journal/delete_100` (the "clear": 100 entries, one durable batch) | 0.20 ms | 5 ms | 25× |
-//! | `txn/commit_10_files` (default, checkpoint every 32) | 0.41 ms | 10 ms | 24× |
-//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 1.2 ms | 10 ms | 8.5× |
-//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 8.3 ms | 100 ms | 12× |
-//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 3.9 ms | — | — |
-//! | — of which `replay/fold_10k` (the store's fold) | 2.3 ms | — | — |
-//! | — of which `replay/iter_10k` (the WAL reading the records back) | 1.1 ms | — | — |
-//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 12 µs | 100 ms | 8000× |
-//! | `kv/get` | 0.26 µs | — | — |
+//! | `journal/append_sync` | 0.11 ms | 10 ms | 89× |
+//! | `journal/delete_100` (the "clear": 100 entries, one durable batch) | 0.21 ms | 5 ms | 24× |
+//! | `txn/commit_10_files` (default, checkpoint every 32) | 0.39 ms | 10 ms | 25× |
+//! | `txn/commit_10_files_eager` (`checkpoint_every = 1`) | 1.1 ms | 10 ms | 8.8× |
+//! | `replay/open_10k` (WAL open + fold of 10,000 records) | 2.6 ms | 100 ms | 38× |
+//! | — of which `replay/wal_open_10k` (the WAL's recovery) | 0.60 ms | — | — |
+//! | — of which `replay/fold_10k` (the store's fold) | 1.4 ms | — | — |
+//! | `replay/iter_10k` (the WAL's iterator over the same records) | 0.93 ms | — | — |
+//! | `journal/restore` (snapshot + 99 entries: the agent's replay) | 16 µs | 100 ms | 6000× |
+//! | `kv/get` | 54 ns | — | — |
 //!
-//! The code before the changes described below, run just before under the same conditions
-//! (floor 0.13 then 0.11 ms), measured 1.1 ms per commit, 5.3 ms eager and a 4.8 ms fold. Every durable row scales with the floor, which on this
+//! `replay/open_10k` measured 6.9 ms (14.5×) on the same VM before the reopen path changed
+//! (see below); the other rows are unchanged within the disk's drift.
+//! Earlier, before the transaction changes described below, the same bench measured 1.1 ms
+//! per commit, 5.3 ms eager and a 4.8 ms fold. Every durable row scales with the floor, which on this
 //! shared disk drifts between 0.1 and 2 ms within minutes; across other runs within the same
 //! hour `txn/commit_10_files` measured 0.41–0.68 ms at floors of 0.12–0.21 ms. Where the
 //! time goes:
