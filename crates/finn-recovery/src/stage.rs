@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use finn_checkpoint::CheckpointPath;
-use finn_wal::fs::{Io, OpenMode, write_atomic_with};
+use finn_wal::fs::{Io, OpenMode, create_dir_durably, write_atomic_with};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -116,7 +116,7 @@ impl Staging {
     }
 
     fn create_in(io: Arc<dyn Io>, real: bool, root: &Path) -> Result<Self, StageError> {
-        create_dir_durably(&*io, root)?;
+        create_dir_durably(&*io, root).map_err(io_at(root))?;
         let dir = root.join(ulid::Ulid::new().to_string());
         io.create_dir(&dir).map_err(io_at(&dir))?;
         io.sync_dir(root).map_err(io_at(root))?;
@@ -453,7 +453,7 @@ pub(crate) fn repair_with(
                         // Either the exchange happened (this is the previous state) or it did not
                         // (this is the verified candidate). Both are kept, never deleted.
                         let aside_root = layout.aside_root();
-                        create_dir_durably(io, &aside_root)?;
+                        create_dir_durably(io, &aside_root).map_err(io_at(&aside_root))?;
                         let aside = aside_root.join(&record.aside);
                         io.rename(&staged, &aside).map_err(io_at(&staged))?;
                         io.sync_dir(&aside_root).map_err(io_at(&aside_root))?;
@@ -488,7 +488,7 @@ pub(crate) fn repair_with(
                 let path = staging_root.join(name);
                 if unreadable_record {
                     let aside_root = layout.aside_root();
-                    create_dir_durably(io, &aside_root)?;
+                    create_dir_durably(io, &aside_root).map_err(io_at(&aside_root))?;
                     let aside = aside_root.join(crate::aside::free_name(
                         io,
                         &aside_root,
@@ -514,24 +514,6 @@ pub(crate) fn repair_with(
         }
     }
     Ok(out)
-}
-
-/// Creates `dir` and its missing parents, each one's entry made durable in its parent:
-/// whatever is put into a directory must not vanish with it on a power loss.
-fn create_dir_durably(io: &dyn Io, dir: &Path) -> Result<(), StageError> {
-    if io.is_dir(dir) {
-        return Ok(());
-    }
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|a| !a.as_os_str().is_empty() && !io.is_dir(a))
-        .collect();
-    io.create_dir_all(dir).map_err(io_at(dir))?;
-    for created in missing.iter().rev() {
-        let parent = parent_of(created);
-        io.sync_dir(&parent).map_err(io_at(&parent))?;
-    }
-    Ok(())
 }
 
 /// The whole contents of the file `path`.
@@ -566,7 +548,7 @@ pub(crate) fn set_aside_with(
         return Ok(None);
     }
     let aside_root = layout.aside_root();
-    create_dir_durably(io, &aside_root)?;
+    create_dir_durably(io, &aside_root).map_err(io_at(&aside_root))?;
     let aside = aside_root.join(crate::aside::free_name(io, &aside_root, set, what));
     io.rename(path, &aside).map_err(io_at(path))?;
     let parent = parent_of(path);

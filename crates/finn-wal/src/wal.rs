@@ -34,7 +34,7 @@ impl Wal {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let io = &*options.io;
-        create_dir_durably(io, &dir)?;
+        crate::fs::create_dir_durably(io, &dir).map_err(|e| Error::io(&dir, e))?;
         let lock = DirLock::acquire(&options.io, &dir)?;
         let recovered = recover(&dir, &options, true)?;
         let mut segments = recovered.segments;
@@ -518,23 +518,4 @@ impl Drop for Wal {
             tracing::error!(error = %e, "final sync on drop failed");
         }
     }
-}
-
-/// Creates `dir` and any missing parents, each one's entry made durable by syncing the
-/// directory holding it (a new directory whose own entry is lost takes the WAL with it).
-fn create_dir_durably(io: &dyn crate::fs::Io, dir: &Path) -> Result<(), Error> {
-    if io.is_dir(dir) {
-        return Ok(());
-    }
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|a| !a.as_os_str().is_empty() && !io.is_dir(a))
-        .collect();
-    io.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-            io.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
-        }
-    }
-    Ok(())
 }

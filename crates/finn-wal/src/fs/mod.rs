@@ -433,6 +433,24 @@ pub fn write_atomic_with(
     result
 }
 
+/// Creates `dir` and any missing parents through `io`, each new entry made durable by syncing
+/// the directory holding it: whatever is put into a new directory must not vanish with the
+/// directory's own entry on a power loss. An existing `dir` is left as it is.
+pub fn create_dir_durably(io: &dyn Io, dir: &Path) -> std::io::Result<()> {
+    if io.is_dir(dir) {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !io.is_dir(a))
+        .collect();
+    io.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        io.sync_dir(&parent_dir(created))?;
+    }
+    Ok(())
+}
+
 /// Fsyncs a directory, making creations, renames and deletions inside it durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
