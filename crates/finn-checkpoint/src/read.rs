@@ -418,7 +418,9 @@ impl Reader {
 
     /// Downloads every file of `manifest` under `dir` (created if missing), verifying each, with
     /// bounded parallelism. Files are written durably; on error some files may be present, so
-    /// fetch into a fresh staging directory and move it into place only on success.
+    /// fetch into a fresh staging directory and move it into place only on success. An error
+    /// is returned only once every download already started has stopped: nothing writes into
+    /// `dir` after the call returns, so the caller may remove it at once.
     pub async fn fetch_files(
         &self,
         manifest: &Manifest,
@@ -441,11 +443,18 @@ impl Reader {
             path: dir.to_path_buf(),
             source,
         })?;
+        // After a failure no new download starts, and the running ones are awaited: a dropped
+        // download would leave its file writer running on a blocking thread.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
         let jobs: Vec<_> = manifest
             .files
             .iter()
             .map(|f| {
                 Box::pin(async move {
+                    if failed.load(std::sync::atomic::Ordering::Acquire) {
+                        return Ok(None);
+                    }
                     let dest = f.path.under(dir);
                     if let Some(parent) = dest.parent() {
                         tokio::fs::create_dir_all(parent)
@@ -455,22 +464,34 @@ impl Reader {
                                 source,
                             })?;
                     }
-                    self.fetch_file(f, &dest).await.map(|d| (f.size, d))
+                    self.fetch_file(f, &dest).await.map(|d| Some((f.size, d)))
                 })
             })
             .collect();
         let mut report = FetchReport::default();
+        let mut first_error = None;
         let mut results = futures::stream::iter(jobs).buffer_unordered(parallelism.max(1));
         while let Some(r) = results.next().await {
-            let (size, downloaded) = r?;
-            report.files += 1;
-            report.bytes += size;
-            report.downloaded += downloaded;
-            if let Some(p) = progress {
-                p.file_done(size);
+            match r {
+                Ok(Some((size, downloaded))) => {
+                    report.files += 1;
+                    report.bytes += size;
+                    report.downloaded += downloaded;
+                    if let Some(p) = progress {
+                        p.file_done(size);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::Release);
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 }
 
