@@ -740,9 +740,26 @@ fn opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<T>, A::Error> {
     let v: Option<T> = map.next_value()?;
     if v.is_none() {
-        extra.insert(key.to_owned(), Value::Null);
+        keep(extra, key.to_owned(), Value::Null);
     }
     Ok(v)
+}
+
+/// Adds an untyped field to `extra`. Records carry one such field or none (`bd` writes a
+/// `thread_id` on every dependency), so the first one gets a map sized for one entry instead of
+/// the default growth to three: a store of 100,000 beads keeps that difference in memory.
+fn keep(extra: &mut Map<String, Value>, key: String, value: Value) {
+    if extra.is_empty() {
+        *extra = Map::with_capacity(1);
+    }
+    extra.insert(key, value);
+}
+
+/// A list as read, without the spare capacity its growth left: beads live in the state for
+/// the store's lifetime, and a list of one dependency would otherwise keep room for four.
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 impl<'de> Deserialize<'de> for Bead {
@@ -818,25 +835,25 @@ impl<'de> Deserialize<'de> for Bead {
                         F::IsTemplate => b.is_template = opt(&mut map, &key, x)?,
                         F::Labels => {
                             if let Some(v) = opt(&mut map, &key, x)? {
-                                b.labels = v;
+                                b.labels = exact(v);
                                 seen |= Absent::LABELS;
                             }
                         }
                         F::Dependencies => {
                             if let Some(v) = opt(&mut map, &key, x)? {
-                                b.dependencies = v;
+                                b.dependencies = exact(v);
                                 seen |= Absent::DEPENDENCIES;
                             }
                         }
                         F::Comments => {
                             if let Some(v) = opt(&mut map, &key, x)? {
-                                b.comments = v;
+                                b.comments = exact(v);
                                 seen |= Absent::COMMENTS;
                             }
                         }
                         F::Other => {
                             let v: Value = map.next_value()?;
-                            b.extra.insert(key.into_owned(), v);
+                            keep(&mut b.extra, key.into_owned(), v);
                         }
                     }
                 }
@@ -872,7 +889,7 @@ impl<'de> Deserialize<'de> for Dependency {
                         "metadata" => dep.metadata = opt(&mut map, &key, x)?,
                         _ => {
                             let v: Value = map.next_value()?;
-                            dep.extra.insert(key.into_owned(), v);
+                            keep(&mut dep.extra, key.into_owned(), v);
                         }
                     }
                 }
@@ -914,7 +931,7 @@ impl<'de> Deserialize<'de> for Comment {
                         "created_at" => c.created_at = opt(&mut map, &key, x)?,
                         _ => {
                             let v: Value = map.next_value()?;
-                            c.extra.insert(key.into_owned(), v);
+                            keep(&mut c.extra, key.into_owned(), v);
                         }
                     }
                 }
@@ -935,6 +952,18 @@ mod tests {
         let out = serde_json::to_value(&b).unwrap();
         let expected: Value = serde_json::from_str(line).unwrap();
         assert_eq!(out, expected, "line {line}");
+    }
+
+    #[test]
+    fn parsed_lists_keep_no_spare_room_and_keep_every_field() {
+        let line = r#"{"id":"bd-1","labels":["a"],"dependencies":[{"depends_on_id":"bd-0","type":"blocks","thread_id":"","x":1}],"comments":[{"text":"c"}],"y":null}"#;
+        let b: Bead = serde_json::from_str(line).unwrap();
+        assert_eq!(b.labels.capacity(), 1);
+        assert_eq!(b.dependencies.capacity(), 1);
+        assert_eq!(b.comments.capacity(), 1);
+        // The map sized for one untyped field grows for a second one and loses neither.
+        assert_eq!(b.dependencies[0].extra.len(), 2);
+        roundtrip(line);
     }
 
     #[test]
