@@ -7,10 +7,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// (foldhash's `RandomState`, hashbrown's default), which keeps chosen-collision inputs out of
 /// reach while hashing an id several times faster than SipHash.
 pub(crate) type IdHasher = foldhash::fast::RandomState;
+/// A bead id as the state's maps and sets hold it: allocated once, when the bead enters the
+/// state, and shared by every index that names the bead, so indexing a bead (100,000s of them
+/// in a bulk import) copies reference counts, not strings.
+pub(crate) type Id = Arc<str>;
 /// A map keyed by bead id.
-pub(crate) type IdMap<V> = HashMap<String, V, IdHasher>;
+pub(crate) type IdMap<V> = HashMap<Id, V, IdHasher>;
 /// A set of bead ids.
-pub(crate) type IdSet = HashSet<String, IdHasher>;
+pub(crate) type IdSet = HashSet<Id, IdHasher>;
 use std::sync::Arc;
 
 use finn_wal::{Kind, Lsn, Op, Record};
@@ -142,7 +146,7 @@ pub struct Blocker {
 type PoolKey = (
     crate::bead::Priority,
     Option<crate::timestamp::Timestamp>,
-    String,
+    Id,
 );
 
 /// A member of the ready pool: the entry plus what a ready query checks on it, copied out so
@@ -362,11 +366,28 @@ impl State {
     /// Writes an entry decoded or built by the caller; the LSN must be the record's. The
     /// allocation is kept as it is (a transaction allocates each entry once, when staging it).
     pub(crate) fn put_entry(&mut self, lsn: Lsn, entry: Arc<Entry>) {
-        let old = self.beads.insert(entry.bead.id.clone(), Arc::clone(&entry));
+        self.put_shared(lsn, Id::from(entry.bead.id.as_str()), entry);
+    }
+
+    /// [`State::put_entry`] with the bead's id already allocated (`id == entry.bead.id`).
+    pub(crate) fn put_shared(&mut self, lsn: Lsn, id: Id, entry: Arc<Entry>) {
+        debug_assert_eq!(*id, *entry.bead.id);
+        // A replaced bead keeps the key it had, which the indexes already share.
+        let (id, old) = match self.beads.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                let id = Arc::clone(slot.key());
+                (id, Some(slot.insert(entry)))
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let id = Arc::clone(slot.key());
+                slot.insert(entry);
+                (id, None)
+            }
+        };
         if self.index.rebuild_all {
             // Bulk write: `settle` rebuilds every index, the edge indexes included.
         } else {
-            self.reindex_edges(&entry.bead.id, old.as_ref().map(|e| &e.bead));
+            self.reindex_edges(&id, old.as_ref().map(|e| &e.bead));
         }
         if lsn > self.lsn {
             self.lsn = lsn;
@@ -392,41 +413,41 @@ impl State {
     }
 
     fn remove_entry(&mut self, id: &str) {
-        if let Some(old) = self.beads.remove(id)
+        if let Some((id, old)) = self.beads.remove_entry(id)
             && !self.index.rebuild_all
         {
-            self.reindex_edges(id, Some(&old.bead));
+            self.reindex_edges(&id, Some(&old.bead));
         }
     }
 
     /// Updates the edge indexes for bead `id` (old value `old`) and marks what must be recomputed.
-    fn reindex_edges(&mut self, id: &str, old: Option<&Bead>) {
+    fn reindex_edges(&mut self, id: &Id, old: Option<&Bead>) {
         let ix = &mut self.index;
         if let Some(old) = old {
             for d in &old.dependencies {
                 if d.dep_type.affects_ready()
-                    && let Some(s) = ix.dependents.get_mut(&d.depends_on_id)
+                    && let Some(s) = ix.dependents.get_mut(d.depends_on_id.as_str())
                 {
-                    s.remove(id);
+                    s.remove(&**id);
                 }
                 if d.dep_type == DepType::WaitsFor {
                     for spawner in waits_for_keys(d) {
                         if let Some(s) = ix.waiters.get_mut(spawner) {
-                            s.remove(id);
+                            s.remove(&**id);
                         }
                     }
                 }
                 if d.dep_type == DepType::ParentChild {
-                    if let Some(s) = ix.children.get_mut(&d.depends_on_id) {
-                        s.remove(id);
+                    if let Some(s) = ix.children.get_mut(d.depends_on_id.as_str()) {
+                        s.remove(&**id);
                     }
                     mark_waiters(ix, &d.depends_on_id);
                 }
             }
         }
-        if let Some(new) = self.beads.get(id) {
+        if let Some(new) = self.beads.get(&**id) {
             for d in &new.bead.dependencies {
-                index_edge(ix, id, d);
+                index_edge(ix, &self.beads, id, d);
                 if d.dep_type == DepType::ParentChild {
                     mark_waiters(ix, &d.depends_on_id);
                 }
@@ -435,8 +456,8 @@ impl State {
         if ix.rebuild_all {
             return;
         }
-        ix.dirty.insert(id.to_owned());
-        if let Some(deps) = ix.dependents.get(id) {
+        ix.dirty.insert(Arc::clone(id));
+        if let Some(deps) = ix.dependents.get(&**id) {
             ix.dirty.extend(deps.iter().cloned());
         }
         if ix.dirty.len() * 4 > self.beads.len() {
@@ -517,7 +538,7 @@ impl State {
         let mut total = 0usize;
         let mut closed = 0usize;
         for c in children {
-            if c == me {
+            if &**c == me {
                 continue;
             }
             let Some(e) = self.beads.get(c) else { continue };
@@ -571,7 +592,7 @@ impl State {
 
     /// Ids of all blocked beads, in no particular order.
     pub(crate) fn blocked_iter(&self) -> impl Iterator<Item = &str> {
-        self.index.blocked.iter().map(String::as_str)
+        self.index.blocked.iter().map(|id| &**id)
     }
 
     /// Children (through `parent-child`) of a bead.
@@ -580,7 +601,7 @@ impl State {
             .children
             .get(id)
             .into_iter()
-            .flat_map(|s| s.iter().map(String::as_str))
+            .flat_map(|s| s.iter().map(|id| &**id))
     }
 
     /// The ready pool (open, unblocked) in priority order.
@@ -607,12 +628,12 @@ impl State {
             return;
         }
         self.index.ordered_dense = std::sync::OnceLock::new();
-        let dirty: Vec<String> = self.index.dirty.drain().collect();
+        let dirty: Vec<Id> = self.index.dirty.drain().collect();
         // 1. Direct blockers of every dirty bead.
         for id in &dirty {
             if self
                 .beads
-                .get(id)
+                .get(&**id)
                 .is_some_and(|e| self.has_direct_blocker(e))
             {
                 self.index.direct.insert(id.clone());
@@ -622,10 +643,10 @@ impl State {
         }
         // 2. The region whose parent-inherited state may change: dirty beads and their descendants.
         let mut region = IdSet::with_capacity_and_hasher(dirty.len(), IdHasher::default());
-        let mut stack: Vec<String> = dirty;
+        let mut stack: Vec<Id> = dirty;
         while let Some(id) = stack.pop() {
             if region.insert(id.clone())
-                && let Some(ch) = self.index.children.get(&id)
+                && let Some(ch) = self.index.children.get(&*id)
             {
                 stack.extend(ch.iter().filter(|c| !region.contains(*c)).cloned());
             }
@@ -635,9 +656,9 @@ impl State {
         for id in &region {
             self.index.blocked.remove(id);
         }
-        let mut queue: Vec<String> = Vec::new();
+        let mut queue: Vec<Id> = Vec::new();
         for id in &region {
-            let Some(e) = self.beads.get(id) else {
+            let Some(e) = self.beads.get(&**id) else {
                 continue;
             };
             if e.bead.status.is_terminal() {
@@ -655,13 +676,13 @@ impl State {
             if !self.index.blocked.insert(id.clone()) {
                 continue;
             }
-            if let Some(ch) = self.index.children.get(&id) {
+            if let Some(ch) = self.index.children.get(&*id) {
                 for c in ch {
                     if region.contains(c)
                         && !self.index.blocked.contains(c)
                         && self
                             .beads
-                            .get(c)
+                            .get(&**c)
                             .is_some_and(|e| !e.bead.status.is_terminal())
                     {
                         queue.push(c.clone());
@@ -675,7 +696,7 @@ impl State {
                 self.index.ordered.remove(&old);
             }
             self.index.deferred.remove(id);
-            let Some(e) = self.beads.get(id) else {
+            let Some(e) = self.beads.get(&**id) else {
                 continue;
             };
             let b = &e.bead;
@@ -699,58 +720,63 @@ impl State {
         // 0. One pass over every bead (they are scattered in memory: each visit is a cache
         //    miss): the edge indexes, which bulk writes do not keep up, the deferral marks, and
         //    the beads the later steps look at again.
-        let mut edges = BorrowedEdges::default();
+        let mut dependents = IdMap::default();
+        let mut waiters = IdMap::default();
+        let mut children = IdMap::default();
         let mut deferred = IdSet::default();
-        let mut may_block: Vec<&Arc<Entry>> = Vec::new();
-        let mut open: Vec<&Arc<Entry>> = Vec::new();
+        let mut may_block: Vec<(&Id, &Arc<Entry>)> = Vec::new();
+        let mut open: Vec<(&Id, &Arc<Entry>)> = Vec::new();
         // In the order of their addresses, not of the hash table: beads staged together were
         // allocated together (an import allocates them in file order, with their strings right
         // behind), so this pass reads memory mostly forward and the prefetcher hides the misses
         // that otherwise dominate it (a random visit costs several cache misses per bead).
-        let mut by_address: Vec<(&str, &Arc<Entry>)> =
-            self.beads.iter().map(|(id, e)| (id.as_str(), e)).collect();
+        let mut by_address: Vec<(&Id, &Arc<Entry>)> = self.beads.iter().collect();
         by_address.sort_unstable_by_key(|(_, e)| Arc::as_ptr(e) as usize);
         for (id, e) in by_address {
             let b = &e.bead;
             for d in &b.dependencies {
-                edges.add(id, d);
+                add_edge(
+                    [&mut dependents, &mut waiters, &mut children],
+                    &self.beads,
+                    id,
+                    d,
+                );
             }
             if !b.status.is_terminal() {
                 if b.defer_until.is_some() || b.status == Status::Deferred {
-                    deferred.insert(id.to_owned());
+                    deferred.insert(Arc::clone(id));
                 }
                 if !b.dependencies.is_empty() {
-                    may_block.push(e);
+                    may_block.push((id, e));
                 }
             }
             if b.status == Status::Open {
-                open.push(e);
+                open.push((id, e));
             }
         }
-        self.index.dependents = owned_edges(edges.dependents);
-        self.index.waiters = owned_edges(edges.waiters);
-        self.index.children = owned_edges(edges.children);
+        self.index.dependents = dependents;
+        self.index.waiters = waiters;
+        self.index.children = children;
         // 1. Direct blockers (only non-terminal beads with edges can have one).
         let direct: IdSet = may_block
             .iter()
-            .filter(|e| self.has_direct_blocker(e))
-            .map(|e| e.bead.id.clone())
+            .filter(|(_, e)| self.has_direct_blocker(e))
+            .map(|(id, _)| Arc::clone(id))
             .collect();
         // 2. Blocking flows from directly blocked beads down parent-child edges to every
         //    non-terminal descendant.
         let mut blocked = IdSet::with_capacity_and_hasher(direct.len(), IdHasher::default());
-        let mut queue: Vec<&str> = direct.iter().map(String::as_str).collect();
+        let mut queue: Vec<&Id> = direct.iter().collect();
         while let Some(id) = queue.pop() {
-            if blocked.contains(id) {
+            if !blocked.insert(Arc::clone(id)) {
                 continue;
             }
-            blocked.insert(id.to_owned());
-            if let Some(ch) = self.index.children.get(id) {
+            if let Some(ch) = self.index.children.get(&**id) {
                 for c in ch {
                     if !blocked.contains(c)
                         && self
                             .beads
-                            .get(c)
+                            .get(&**c)
                             .is_some_and(|e| !e.bead.status.is_terminal())
                     {
                         queue.push(c);
@@ -762,11 +788,10 @@ impl State {
         //    instead of by one B-tree insert per bead.
         let mut pool = IdMap::with_capacity_and_hasher(open.len(), IdHasher::default());
         let mut ordered = Vec::with_capacity(open.len());
-        for e in open {
-            let b = &e.bead;
-            if !blocked.contains(&b.id) {
-                let key = (b.priority, b.created_at.clone(), b.id.clone());
-                pool.insert(b.id.clone(), key.clone());
+        for (id, e) in open {
+            if !blocked.contains(id) {
+                let key = (e.bead.priority, e.bead.created_at.clone(), Arc::clone(id));
+                pool.insert(Arc::clone(id), key.clone());
                 ordered.push((key, PoolEntry::new(e)));
             }
         }
@@ -790,10 +815,9 @@ impl State {
             records: self.records.len(),
         };
         push_json_line(&mut out, &header);
-        let mut ids: Vec<&String> = self.beads.keys().collect();
-        ids.sort();
-        for id in ids {
-            let e = &self.beads[id];
+        let mut entries: Vec<(&Id, &Arc<Entry>)> = self.beads.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (_, e) in entries {
             push_json_line(
                 &mut out,
                 &SnapshotLine::Bead {
@@ -866,79 +890,49 @@ impl State {
 }
 
 /// Adds the edge `id -> d.depends_on_id` to the edge indexes.
-fn index_edge(ix: &mut Index, id: &str, d: &crate::bead::Dependency) {
+fn index_edge(ix: &mut Index, beads: &IdMap<Arc<Entry>>, id: &Id, d: &crate::bead::Dependency) {
+    add_edge(
+        [&mut ix.dependents, &mut ix.waiters, &mut ix.children],
+        beads,
+        id,
+        d,
+    );
+}
+
+/// [`index_edge`] into the three edge maps `[dependents, waiters, children]` themselves.
+fn add_edge(
+    [dependents, waiters, children]: [&mut IdMap<IdSet>; 3],
+    beads: &IdMap<Arc<Entry>>,
+    id: &Id,
+    d: &crate::bead::Dependency,
+) {
     if d.dep_type.affects_ready() {
-        add_to(&mut ix.dependents, &d.depends_on_id, id);
+        add_to(dependents, beads, &d.depends_on_id, id);
     }
     if d.dep_type == DepType::WaitsFor {
         for spawner in waits_for_keys(d) {
-            add_to(&mut ix.waiters, spawner, id);
+            add_to(waiters, beads, spawner, id);
         }
     }
     if d.dep_type == DepType::ParentChild {
-        add_to(&mut ix.children, &d.depends_on_id, id);
+        add_to(children, beads, &d.depends_on_id, id);
     }
 }
 
-/// The edge indexes of a bulk rebuild, grouped by borrowed ids first: one hash per edge and no
-/// string copied until every set's final size is known (see [`owned_edges`]).
-#[derive(Default)]
-struct BorrowedEdges<'a> {
-    dependents: HashMap<&'a str, Vec<&'a str>, IdHasher>,
-    waiters: HashMap<&'a str, Vec<&'a str>, IdHasher>,
-    children: HashMap<&'a str, Vec<&'a str>, IdHasher>,
-}
-
-impl<'a> BorrowedEdges<'a> {
-    /// What [`index_edge`] records for the edge `id -> d.depends_on_id`.
-    fn add(&mut self, id: &'a str, d: &'a crate::bead::Dependency) {
-        if d.dep_type.affects_ready() {
-            self.dependents
-                .entry(d.depends_on_id.as_str())
-                .or_default()
-                .push(id);
-        }
-        if d.dep_type == DepType::WaitsFor {
-            for spawner in waits_for_keys(d) {
-                self.waiters.entry(spawner).or_default().push(id);
-            }
-        }
-        if d.dep_type == DepType::ParentChild {
-            self.children
-                .entry(d.depends_on_id.as_str())
-                .or_default()
-                .push(id);
-        }
+/// `map[key].insert(member)`. A new key shares the id the state holds for that bead; only the
+/// target of a dangling edge (a bead the state does not have) gets an id of its own.
+fn add_to(map: &mut IdMap<IdSet>, beads: &IdMap<Arc<Entry>>, key: &str, member: &Id) {
+    if let Some(set) = map.get_mut(key) {
+        set.insert(Arc::clone(member));
+        return;
     }
-}
-
-/// An owned edge index from grouped borrowed ids, every map and set allocated at its size.
-fn owned_edges(grouped: HashMap<&str, Vec<&str>, IdHasher>) -> IdMap<IdSet> {
-    let mut out = IdMap::with_capacity_and_hasher(grouped.len(), IdHasher::default());
-    for (key, members) in grouped {
-        let mut set = IdSet::with_capacity_and_hasher(members.len(), IdHasher::default());
-        // A member listed twice (two edges of different types to one target) is copied twice
-        // and kept once; that is rare enough not to look it up first.
-        set.extend(members.into_iter().map(str::to_owned));
-        out.insert(key.to_owned(), set);
-    }
-    out
-}
-
-/// `map[key].insert(member)`, allocating the key only when it is new.
-fn add_to(map: &mut IdMap<IdSet>, key: &str, member: &str) {
-    match map.get_mut(key) {
-        Some(set) => {
-            if !set.contains(member) {
-                set.insert(member.to_owned());
-            }
-        }
-        None => {
-            let mut set = IdSet::default();
-            set.insert(member.to_owned());
-            map.insert(key.to_owned(), set);
-        }
-    }
+    let key = match beads.get_key_value(key) {
+        Some((shared, _)) => Arc::clone(shared),
+        None => Id::from(key),
+    };
+    let mut set = IdSet::default();
+    set.insert(Arc::clone(member));
+    map.insert(key, set);
 }
 
 fn mark_waiters(ix: &mut Index, parent: &str) {

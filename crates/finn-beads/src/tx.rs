@@ -11,7 +11,7 @@ use crate::bead::{Bead, Comment, DepType, Dependency, IssueType, Priority, Statu
 use crate::event::{
     BeadPayloadRef, Change, Lease, PAYLOAD_VERSION, RecordPayload, bead_key, record_key,
 };
-use crate::state::{Entry, State};
+use crate::state::{Entry, Id, State};
 use crate::timestamp::Timestamp;
 use crate::validate::{Limits, ValidationError};
 
@@ -46,6 +46,8 @@ pub struct Patch {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Staged {
+    /// The bead's id, shared with `Tx::slots` and, once applied, with the state's indexes.
+    pub(crate) id: Id,
     /// The bead and its lease in the allocation the state will hold once the record is durable
     /// (only its `lsn` is set then): a bead is about a kilobyte, and an import stages 100,000s.
     pub(crate) entry: Arc<Entry>,
@@ -247,8 +249,10 @@ impl<'s> Tx<'s> {
 
     /// Stages a bead this transaction has not staged yet.
     fn stage_first(&mut self, entry: Arc<Entry>, change: Change, raw: Option<RawJson>) {
-        self.slots.insert(entry.bead.id.clone(), self.staged.len());
+        let id = Id::from(entry.bead.id.as_str());
+        self.slots.insert(Arc::clone(&id), self.staged.len());
         self.staged.push(Staged {
+            id,
             entry,
             changes: vec![change],
             raw,
@@ -707,7 +711,7 @@ impl<'s> Tx<'s> {
                 ),
             };
             records.push(NewRecord::put(Kind::Bead, key, bytes));
-            pending.push(Pending::Bead(s.entry));
+            pending.push(Pending::Bead(s.id, s.entry));
         }
         Ok((records, pending))
     }
@@ -792,18 +796,18 @@ pub(crate) fn staged_entry(bead: Bead, lease: Option<Lease>) -> Arc<Entry> {
 
 /// What to apply to the state once a record is durable.
 pub(crate) enum Pending {
-    /// A bead entry, `lsn` still to be set.
-    Bead(Arc<Entry>),
+    /// A bead entry with its id, `lsn` still to be set.
+    Bead(Id, Arc<Entry>),
     Record(String, Map<String, Value>),
 }
 
 impl Pending {
     pub(crate) fn apply(self, state: &mut State, lsn: Lsn) {
         match self {
-            Pending::Bead(mut entry) => {
+            Pending::Bead(id, mut entry) => {
                 // The transaction held the only reference, so this sets the field in place.
                 Arc::make_mut(&mut entry).lsn = lsn;
-                state.put_entry(lsn, entry);
+                state.put_shared(lsn, id, entry);
             }
             Pending::Record(key, record) => state.put_record(lsn, key, record),
         }
