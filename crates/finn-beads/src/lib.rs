@@ -99,21 +99,22 @@
 //! Payload version 1; readers accept versions up to their own and refuse newer ones loudly.
 //!
 //! # Performance
-//! `cargo bench -p finn-beads --bench beads` on the shared 2-vCPU VM (other sessions building
-//! and benchmarking, `/proc/pressure/cpu` some avg10 between 0 and 80 % during the runs), 100,000
+//! `cargo bench -p finn-beads --bench beads` on the 2-vCPU VM, quiet (2026-11-22), 100,000
 //! beads (68 MB of JSONL) with epics, `blocks` chains and 60 % closed; baselines measured in the
 //! same run:
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | import 100k, `Sync` | 126k beads/s (0.794 s) | 0.57× parsing the same lines into `serde_json::Value` (453 ms, 221k/s); 0.31× appending the same payloads to a bare WAL with the same batches and sync (246 ms, 407k/s) |
-//! | ready list, all 34,285 ready beads | 0.28 ms | 0.018× a plain scan of open beads + sort (15.8 ms) |
-//! | ready list, limit 10 | 0.17 µs | |
+//! | import 100k, `Sync` | 134k beads/s (0.748 s) | 0.47× parsing the same lines into `serde_json::Value` on one thread (350 ms, 286k/s); 0.28× appending the same payloads to a bare WAL with the same batches and sync (211 ms, 475k/s) |
+//! | ready list, all 34,285 ready beads | 0.24 ms | 0.015× a plain scan of open beads + sort (16.5 ms) |
+//! | ready list, limit 10 | 0.25 µs | |
 //!
-//! Import before and after this round, the two builds run in turns with the same corpus, 15
-//! runs each (the spread is the machine's load): before best 1.14 s (87k/s), median 1.61 s;
-//! now best 0.757 s (132k/s), median 1.08 s, about 1.5× faster at either. Peak resident set of
-//! the import bench: 665 MB before, 626 MB now.
+//! Import before and after the last round (2026-11-22, session 4), the two builds run in turns
+//! on the same corpus, 3 × 8 imports each (medians of each group of 8; the spread is the VM):
+//! wall 689 / 705 / 773 ms before, 618 / 664 / 717 ms now; CPU 1.05 / 1.09 / 1.19 s before,
+//! 0.95 / 0.96 / 1.07 s now, about 9 % less of each. Peak resident set of one import: 575 MB
+//! before, 477 MB now. The criterion run above the table moves less than its own spread
+//! between runs (124k–147k beads/s).
 //!
 //! How an import runs: the input is read whole and cut at line ends into one piece per core;
 //! each piece is checked for UTF-8, split into lines, parsed and id-checked on its own thread,
@@ -122,22 +123,26 @@
 //! the records go to the WAL as atomic batches (at most 8,192 records and a quarter segment)
 //! with one fdatasync at the end, while a second thread builds the new state from the same
 //! entries (only their LSN is set); the state is swapped in only once every batch is durable
-//! at the LSNs it was built with (else it is folded from the WAL). The bulk index rebuild
-//! groups edges by borrowed ids before allocating each set at its size, and visits beads in
-//! memory order (an import allocates them in file order): a visit in hash order cost several
-//! cache misses per bead and was most of the rebuild.
+//! at the LSNs it was built with (else it is folded from the WAL). Every map and index of the
+//! state shares one `Arc<str>` per bead id, allocated once when the transaction stages the
+//! bead, so indexing an edge copies a reference count, not a string; the bulk rebuild visits
+//! beads in memory order (an import allocates them in file order): a visit in hash order cost
+//! several cache misses per bead and was most of the rebuild.
 //!
-//! Import still misses its 200k beads/s target (0.5 s for 100k). CPU time per thread of one
-//! import (instrumented build, read from `/proc/thread-self/schedstat`): parsing about 0.25 s on each of the two parse threads, the merge 0.09 s,
-//! building the records 0.05 s, the WAL appends 0.19 s, and the state on the second thread
-//! 0.29 s (most of it the index rebuild, bound by cache misses on `String`-keyed maps). That is
-//! about 1.2 CPU-seconds for two cores, so no overlap of the phases reaches 0.5 s. The parse
-//! is dominated by allocation: every line becomes about 30 heap blocks (strings, timestamp
-//! text, a JSON map per dependency for `thread_id`, the 930-byte bead), and glibc grows the
-//! heaps of non-main threads a page at a time with one `mprotect` each. The next steps are
-//! interned ids (one `u32` slot per id, edge sets as slot lists, no per-member `String`), a
-//! bead model that allocates less per line, and the WAL appends started before the parse ends
-//! (a bad line would then have to truncate what was appended).
+//! Import still misses its 200k beads/s target (0.5 s for 100k). Wall time of one import,
+//! instrumented (medians of 8): reading the input 33 ms, the two parse threads 230–300 ms,
+//! the merge 70 ms, building the records 22 ms, then the WAL appends (about 250 ms) beside
+//! the state build (about 220 ms). What bounds the parse is fresh memory, not JSON: parsing
+//! the same lines and dropping each bead costs 2.1 µs per line on one thread, keeping them
+//! all costs 3.4 µs, and two threads keeping theirs take longer each than one thread alone
+//! (page faults on about 200 MB of new heap, and glibc growing the heaps of non-main threads
+//! with `mprotect`, which serializes the two threads' faults). Parsed beads already keep no
+//! spare list capacity and size their untyped-field maps for one field (about 1 KB less per
+//! bead of a `bd` export); most of what is left is the 928-byte `Bead` itself, mostly
+//! optional strings inline. The next steps are a bead with its rarely set fields out of line
+//! (a change of the public struct), WAL payloads borrowed from the input instead of copied
+//! per line (an append API taking borrowed, gathered payloads), and the merge interleaved
+//! with the parse of later pieces.
 //!
 //! The ready list walks a dense, pre-sorted copy of the ready pool and reads no bead unless
 //! something is deferred; the first query after a write rebuilds that copy from the B-tree
