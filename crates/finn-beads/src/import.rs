@@ -25,7 +25,7 @@ use crate::jsonl::{LineError, Parsed, parse_line_unboxed};
 use crate::state::Entry;
 use crate::store::{Split, Store};
 use crate::timestamp::Timestamp;
-use crate::tx::{RawJson, Tx, raw_bead_json, staged_entry};
+use crate::tx::{Input, RawJson, Tx, raw_bead_json, staged_entry};
 use crate::validate::{Limits, ValidationError};
 
 /// Most records per WAL batch during an import (batches are also capped at a quarter of the
@@ -117,8 +117,8 @@ impl Store {
             source,
         })?;
         let reader = std::io::BufReader::with_capacity(1 << 16, file);
-        let lines = read_all(reader, path, &self.options().limits)?;
-        self.import_lines(lines, options)
+        let input = read_all(reader, path, &self.options().limits)?;
+        self.import_lines(input, options)
     }
 
     /// Imports JSONL from a reader.
@@ -127,13 +127,13 @@ impl Store {
         reader: impl BufRead,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let lines = read_all(reader, Path::new("<reader>"), &self.options().limits)?;
-        self.import_lines(lines, options)
+        let input = read_all(reader, Path::new("<reader>"), &self.options().limits)?;
+        self.import_lines(input, options)
     }
 
     fn import_lines(
         &self,
-        lines: Vec<ParsedLine>,
+        input: ParsedInput,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
         let mut report = ImportReport {
@@ -146,7 +146,7 @@ impl Store {
             self.read(|state| {
                 let limits = &self.options().limits;
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                merge(&mut tx, lines, &mut report);
+                merge(&mut tx, input, &mut report);
             });
             return Ok(report);
         }
@@ -159,11 +159,18 @@ impl Store {
             max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
         };
         self.transact_with(Some(split), |tx| {
-            merge(tx, lines, &mut report);
+            merge(tx, input, &mut report);
             Ok(())
         })?;
         Ok(report)
     }
+}
+
+/// A parsed input: its lines and the bytes they were read from (where the lines going into the
+/// WAL as they are stay until the commit appends them).
+struct ParsedInput {
+    bytes: Input,
+    lines: Vec<ParsedLine>,
 }
 
 /// A parsed line: its number, its content and, for a bead, the text to put in the WAL as it is.
@@ -187,15 +194,11 @@ enum Item {
 const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
 
 /// Reads the whole input, then checks, splits and parses it in one piece per thread (one piece
-/// for small inputs), keeping each line's number and, for a bead, its text when that can go into
-/// the WAL as it is (see [`raw_bead_json`]). The first bad line (lowest number) is the error
+/// for small inputs), keeping each line's number and, for a bead, where its text is when that
+/// can go into the WAL as it is (see [`raw_bead_json`]). The first bad line (lowest number) is the error
 /// reported, whether it is not UTF-8, not a beads record or a bead with an id `limits` reject
 /// ([`Limits::check_imported`]).
-fn read_all(
-    mut reader: impl BufRead,
-    path: &Path,
-    limits: &Limits,
-) -> Result<Vec<ParsedLine>, Error> {
+fn read_all(mut reader: impl BufRead, path: &Path, limits: &Limits) -> Result<ParsedInput, Error> {
     let err = |source| Error::Import {
         path: path.to_owned(),
         source,
@@ -209,7 +212,7 @@ fn read_all(
         .map_or(1, usize::from)
         .clamp(1, 8);
     let pieces = if bytes.len() < PARALLEL_PARSE_MIN_BYTES {
-        vec![bytes.as_slice()]
+        vec![(0, bytes.as_slice())]
     } else {
         cut_at_lines(&bytes, threads)
     };
@@ -262,24 +265,28 @@ fn read_all(
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
-    Ok(out)
+    Ok(ParsedInput {
+        bytes: Arc::new(bytes),
+        lines: out,
+    })
 }
 
 /// Cuts `bytes` into at most `n` pieces of about equal size, each ending just after a newline
-/// (the last one at the end of the input).
-fn cut_at_lines(bytes: &[u8], n: usize) -> Vec<&[u8]> {
+/// (the last one at the end of the input), each with its offset in `bytes`.
+fn cut_at_lines(bytes: &[u8], n: usize) -> Vec<(usize, &[u8])> {
     let mut pieces = Vec::with_capacity(n);
-    let mut rest = bytes;
+    let (mut start, mut rest) = (0, bytes);
     for k in (2..=n).rev() {
         let target = rest.len() / k;
         let Some(at) = rest[target..].iter().position(|b| *b == b'\n') else {
             break;
         };
         let (piece, tail) = rest.split_at(target + at + 1);
-        pieces.push(piece);
+        pieces.push((start, piece));
+        start += piece.len();
         rest = tail;
     }
-    pieces.push(rest);
+    pieces.push((start, rest));
     pieces
 }
 
@@ -310,7 +317,8 @@ impl From<LineError> for BadLine {
     }
 }
 
-fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
+/// Parses the lines of `piece`, which starts at `offset` in the input.
+fn parse_piece((offset, piece): (usize, &[u8]), limits: &Limits) -> Result<Piece, BadLine> {
     // Lines before the first byte that is not UTF-8 are parsed (one of them may be the first
     // bad line); the line holding that byte is the error otherwise.
     let (text, bad_utf8) = match std::str::from_utf8(piece) {
@@ -322,6 +330,8 @@ fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
     };
     let mut lines = Vec::with_capacity(text.len() / 512);
     let mut line_count = 0u64;
+    // Offset in the input of the line at hand.
+    let mut at = offset;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         let number = i as u64 + 1;
         line_count = number;
@@ -329,11 +339,13 @@ fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
             // The valid start of the line with the bad byte.
             break;
         }
+        let start = at + (l.len() - l.trim_start().len());
+        at += l.len();
         let text = l.trim();
         if text.is_empty() {
             continue;
         }
-        lines.push(parse_text(number, text, limits)?);
+        lines.push(parse_text(number, text, start, limits)?);
     }
     if let Some(e) = bad_utf8 {
         let line = 1 + text.bytes().filter(|b| *b == b'\n').count() as u64;
@@ -343,8 +355,13 @@ fn parse_piece(piece: &[u8], limits: &Limits) -> Result<Piece, BadLine> {
     Ok(Piece { lines, line_count })
 }
 
-/// Parses and checks one non-blank line.
-fn parse_text(number: u64, text: &str, limits: &Limits) -> Result<ParsedLine, BadLine> {
+/// Parses and checks one non-blank line, which starts at `start` in the input.
+fn parse_text(
+    number: u64,
+    text: &str,
+    start: usize,
+    limits: &Limits,
+) -> Result<ParsedLine, BadLine> {
     let json = |source| LineError::Json {
         line: number,
         source,
@@ -360,7 +377,7 @@ fn parse_text(number: u64, text: &str, limits: &Limits) -> Result<ParsedLine, Ba
                     source,
                 })?;
             let raw = if direct && raw_bead_json(text) {
-                Some(RawJson::new(&bead.id, text).map_err(json)?)
+                Some(RawJson::new(&bead.id, start..start + text.len()))
             } else {
                 None
             };
@@ -371,7 +388,9 @@ fn parse_text(number: u64, text: &str, limits: &Limits) -> Result<ParsedLine, Ba
     Ok(ParsedLine { number, item, raw })
 }
 
-fn merge(tx: &mut Tx<'_>, lines: Vec<ParsedLine>, report: &mut ImportReport) {
+fn merge(tx: &mut Tx<'_>, input: ParsedInput, report: &mut ImportReport) {
+    let ParsedInput { bytes, lines } = input;
+    tx.set_input(bytes);
     // Edges whose target is unknown so far; the target may still come later in the file.
     let mut unresolved: Vec<(String, String)> = Vec::new();
     tx.reserve(lines.len());
@@ -448,8 +467,12 @@ mod tests {
         for n in 1..6 {
             let pieces = cut_at_lines(text, n);
             assert!(pieces.len() <= n);
-            assert_eq!(pieces.concat(), text.to_vec());
-            for p in &pieces[..pieces.len() - 1] {
+            let slices: Vec<&[u8]> = pieces.iter().map(|(_, p)| *p).collect();
+            assert_eq!(slices.concat(), text.to_vec());
+            for (offset, p) in &pieces {
+                assert_eq!(&text[*offset..*offset + p.len()], *p);
+            }
+            for (_, p) in &pieces[..pieces.len() - 1] {
                 assert_eq!(p.last(), Some(&b'\n'));
             }
         }
@@ -458,11 +481,12 @@ mod tests {
     #[test]
     fn a_piece_numbers_its_lines_from_one_and_stops_at_bad_utf8() {
         let limits = Limits::default();
-        let piece = parse_piece(b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n", &limits).unwrap();
+        let piece = parse_piece((0, b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n"), &limits).unwrap();
         assert_eq!(piece.line_count, 3);
         let numbers: Vec<u64> = piece.lines.iter().map(|l| l.number).collect();
         assert_eq!(numbers, [1, 3]);
-        let Err(BadLine::Line(e)) = parse_piece(b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n", &limits)
+        let Err(BadLine::Line(e)) =
+            parse_piece((0, b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n"), &limits)
         else {
             panic!("a line that is not UTF-8 must fail as such");
         };

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use finn_wal::{Durability, Kind, Lsn, NewRecord, Wal};
+use finn_wal::{Durability, Kind, Lsn, Wal};
 
 use crate::bead::Bead;
 use crate::error::Error;
 use crate::ready::ReadyQuery;
 use crate::state::State;
 use crate::timestamp::Timestamp;
-use crate::tx::{Pending, Tx};
+use crate::tx::{Outbox, Pending, Tx};
 use crate::validate::Limits;
 
 /// Name of the WAL directory inside a store directory.
@@ -332,13 +332,13 @@ fn commit<R>(
     if tx.is_empty() {
         return Ok(out);
     }
-    let (records, pending) = tx.into_parts().map_err(Error::Encode)?;
+    let (outbox, pending) = tx.into_parts().map_err(Error::Encode)?;
     let durability = match &options.wal.durability {
         Durability::None => Durability::None,
         _ => Durability::Sync,
     };
     let Some(split) = split else {
-        let lsns = wal.append_batch(records, durability)?;
+        let lsns = wal.append_batch(outbox.encode_all(), durability)?;
         for (p, lsn) in pending.into_iter().zip(lsns) {
             p.apply(state, lsn);
         }
@@ -347,10 +347,11 @@ fn commit<R>(
     };
     // Several atomic batches, one sync. Nothing is applied before everything appended is
     // durable, so a failed sync leaves the state at the last acknowledged write.
-    if records.len() >= OVERLAP_MIN_RECORDS && state.len().saturating_mul(4) <= records.len() {
-        return commit_overlapped(wal, state, records, pending, split, durability).map(|()| out);
+    let count = outbox.records.len();
+    if count >= OVERLAP_MIN_RECORDS && state.len().saturating_mul(4) <= count {
+        return commit_overlapped(wal, state, outbox, pending, split, durability).map(|()| out);
     }
-    let (lsns, failed) = append_batches(wal, records, split);
+    let (lsns, failed) = append_batches(wal, outbox, split);
     if !lsns.is_empty() && durability == Durability::Sync {
         wal.sync()?;
     }
@@ -377,7 +378,7 @@ const OVERLAP_MIN_RECORDS: usize = 4096;
 fn commit_overlapped(
     wal: &Wal,
     state: &mut State,
-    records: Vec<NewRecord>,
+    outbox: Outbox,
     pending: Vec<Pending>,
     split: Split,
     durability: Durability,
@@ -396,7 +397,7 @@ fn commit_overlapped(
                 next.settle();
                 next
             });
-        let (lsns, failed) = append_batches(wal, records, split);
+        let (lsns, failed) = append_batches(wal, outbox, split);
         let built = match builder {
             Ok(h) => match h.join() {
                 Ok(next) => Some(next),
@@ -425,28 +426,29 @@ fn commit_overlapped(
     }
 }
 
-/// Appends `records` as atomic batches within `split`, without a sync; stops at the first
-/// failure. Returns the LSNs of the records appended (a prefix) and the failure.
+/// Appends the records of `outbox` as atomic batches within `split`, without a sync; stops at the first
+/// failure. Returns the LSNs of the records appended (a prefix) and the failure. Each batch is
+/// encoded just before it is appended, so only one batch of payloads is held at a time.
 fn append_batches(
     wal: &Wal,
-    records: Vec<NewRecord>,
+    mut outbox: Outbox,
     split: Split,
 ) -> (Vec<Lsn>, Option<finn_wal::Error>) {
-    let mut lsns = Vec::with_capacity(records.len());
-    let mut records = records.into_iter().peekable();
-    while records.peek().is_some() {
+    let mut lsns = Vec::with_capacity(outbox.records.len());
+    let mut queue = std::mem::take(&mut outbox.records).into_iter().peekable();
+    while queue.peek().is_some() {
         let mut batch = Vec::new();
         let mut bytes = 0usize;
-        while let Some(r) = records.peek() {
-            let len = r.payload.len() + r.key.as_ref().map_or(0, String::len) + RECORD_OVERHEAD;
+        while let Some(r) = queue.peek() {
+            let len = r.len() + RECORD_OVERHEAD;
             if !batch.is_empty()
                 && (batch.len() >= split.max_records || bytes + len > split.max_bytes)
             {
                 break;
             }
             bytes += len;
-            if let Some(r) = records.next() {
-                batch.push(r);
+            if let Some(r) = queue.next() {
+                batch.push(outbox.encode(r));
             }
         }
         match wal.append_batch(batch, Durability::None) {

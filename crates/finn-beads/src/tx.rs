@@ -2,6 +2,7 @@
 //! as one atomic batch before they are applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use finn_wal::{Kind, Lsn, NewRecord};
@@ -57,55 +58,113 @@ pub(crate) struct Staged {
     pub(crate) raw: Option<RawJson>,
 }
 
-/// An imported line, already wrapped in the WAL payload an import writes for it
-/// (`{"v":1,"changes":[{"op":"import"}],"bead":<line>}`): the import's parse threads build it,
-/// so the commit moves it into the WAL record instead of encoding the bead.
+/// An imported line that goes into the WAL as it is: its WAL key and where it is in the
+/// import's input ([`Tx::set_input`]). The payload around it is built only when its batch is
+/// appended ([`Outbox`]), so an import never holds a second copy of the whole file.
 #[derive(Clone, Debug)]
 pub(crate) struct RawJson {
-    payload: Vec<u8>,
-    /// The WAL key of the bead (`bead/<id>`), built beside the payload.
+    /// The WAL key of the bead (`bead/<id>`), built by the parse thread.
     key: String,
+    /// The line's bytes in the input: JSON that deserializes to exactly the staged bead.
+    line: Range<usize>,
 }
 
 impl RawJson {
-    /// Wraps `text`, the JSON of bead `id` (see [`raw_bead_json`] for which lines qualify).
-    pub(crate) fn new(id: &str, text: &str) -> Result<RawJson, serde_json::Error> {
-        // What `splice_payload` writes for an import without a lease (a test holds them equal),
-        // copied instead of serialized for each of an import's lines.
-        let mut payload = Vec::with_capacity(IMPORT_PREFIX.len() + text.len() + 1);
-        payload.extend_from_slice(IMPORT_PREFIX);
-        payload.extend_from_slice(text.as_bytes());
-        payload.push(b'}');
-        Ok(RawJson {
-            payload,
+    /// The line at `line` in the input, the JSON of bead `id` (see [`raw_bead_json`] for which
+    /// lines qualify).
+    pub(crate) fn new(id: &str, line: Range<usize>) -> RawJson {
+        RawJson {
             key: bead_key(id),
-        })
+            line,
+        }
     }
 
-    /// The line itself.
-    pub(crate) fn as_str(&self) -> &str {
-        let prefix = IMPORT_PREFIX.len();
-        self.payload
-            .get(prefix..self.payload.len().saturating_sub(1))
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
-    }
-
-    /// The WAL key and payload for a record with these changes and lease: the prebuilt
-    /// payload when they are the import's own, else one spliced anew around the line.
-    fn into_record(
+    /// The record for a bead staged with these changes and lease: the line itself when they
+    /// are the import's own, else a payload spliced anew around the line.
+    fn into_outgoing(
         self,
         changes: &[Change],
         lease: Option<&Lease>,
-    ) -> Result<(String, Vec<u8>), serde_json::Error> {
+        input: &[u8],
+    ) -> Result<Outgoing, serde_json::Error> {
         if lease.is_none() && changes == [Change::Import] {
-            Ok((self.key, self.payload))
-        } else {
-            let payload = splice_payload(PAYLOAD_VERSION, changes, lease, self.as_str())?;
-            Ok((self.key, payload))
+            return Ok(Outgoing::Line {
+                key: self.key,
+                line: self.line,
+            });
+        }
+        let text = input.get(self.line).unwrap_or_default();
+        let payload = splice_payload(PAYLOAD_VERSION, changes, lease, text)?;
+        Ok(Outgoing::Encoded(NewRecord::put(
+            Kind::Bead,
+            self.key,
+            payload,
+        )))
+    }
+}
+
+/// A record of a transaction on its way to the WAL.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// Encoded.
+    Encoded(NewRecord),
+    /// An imported line; its payload is [`IMPORT_PREFIX`], the line, `}` (what the payload
+    /// encoder writes for it, a test holds them equal).
+    Line {
+        /// `bead/<id>`.
+        key: String,
+        /// The line in the input.
+        line: Range<usize>,
+    },
+}
+
+impl Outgoing {
+    /// Bytes of key and payload (to cut batches).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Outgoing::Encoded(r) => r.key.as_ref().map_or(0, String::len) + r.payload.len(),
+            Outgoing::Line { key, line } => key.len() + IMPORT_PREFIX.len() + line.len() + 1,
         }
     }
 }
+
+/// A committed transaction's records, in order, with the import input their lines are in.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) records: Vec<Outgoing>,
+    input: Option<Input>,
+}
+
+impl Outbox {
+    /// The WAL record of `o`: an imported line gets its payload here, one batch at a time.
+    pub(crate) fn encode(&self, o: Outgoing) -> NewRecord {
+        match o {
+            Outgoing::Encoded(r) => r,
+            Outgoing::Line { key, line } => {
+                let text = self
+                    .input
+                    .as_deref()
+                    .and_then(|i| i.get(line))
+                    .unwrap_or_default();
+                let mut payload = Vec::with_capacity(IMPORT_PREFIX.len() + text.len() + 1);
+                payload.extend_from_slice(IMPORT_PREFIX);
+                payload.extend_from_slice(text);
+                payload.push(b'}');
+                NewRecord::put(Kind::Bead, key, payload)
+            }
+        }
+    }
+
+    /// Every record encoded.
+    pub(crate) fn encode_all(mut self) -> Vec<NewRecord> {
+        let records = std::mem::take(&mut self.records);
+        records.into_iter().map(|o| self.encode(o)).collect()
+    }
+}
+
+/// The bytes of an `issues.jsonl` being imported, shared by the transaction that stages its
+/// lines and the commit that appends them.
+pub(crate) type Input = Arc<Vec<u8>>;
 
 /// The start of an imported line's payload, up to the line itself.
 const IMPORT_PREFIX: &[u8] = br#"{"v":1,"changes":[{"op":"import"}],"bead":"#;
@@ -124,6 +183,8 @@ pub struct Tx<'s> {
     /// with `slots` mapping an id to its position.
     staged: Vec<Staged>,
     slots: crate::state::IdMap<usize>,
+    /// The import input the [`RawJson`] lines of `staged` are in.
+    input: Option<Input>,
     pub(crate) records: BTreeMap<String, Map<String, Value>>,
 }
 
@@ -141,6 +202,7 @@ impl<'s> Tx<'s> {
             now,
             staged: Vec::new(),
             slots: crate::state::IdMap::default(),
+            input: None,
             records: BTreeMap::new(),
         }
     }
@@ -608,6 +670,11 @@ impl<'s> Tx<'s> {
         self.records.insert(key.to_owned(), record);
     }
 
+    /// Sets the input that the [`RawJson`] lines staged from now on are in.
+    pub(crate) fn set_input(&mut self, input: Input) {
+        self.input = Some(input);
+    }
+
     /// Writes an imported bead verbatim (import merge decided it is newer or new), with the
     /// lease it keeps. `raw`, if given, is the JSON text the bead was deserialized from (see
     /// [`raw_bead_json`]).
@@ -684,7 +751,7 @@ impl<'s> Tx<'s> {
 
     /// Turns the staged changes into WAL records plus, at the same positions, the entries to
     /// apply after the append.
-    pub(crate) fn into_parts(self) -> Result<(Vec<NewRecord>, Vec<Pending>), serde_json::Error> {
+    pub(crate) fn into_parts(self) -> Result<(Outbox, Vec<Pending>), serde_json::Error> {
         let n = self.staged.len() + self.records.len();
         let (mut records, mut pending) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (key, record) in self.records {
@@ -693,14 +760,17 @@ impl<'s> Tx<'s> {
                 record,
             };
             let bytes = serde_json::to_vec(&payload)?;
-            records.push(NewRecord::put(Kind::Bead, record_key(&key), bytes));
+            let r = NewRecord::put(Kind::Bead, record_key(&key), bytes);
+            records.push(Outgoing::Encoded(r));
             pending.push(Pending::Record(key, payload.record));
         }
+        let input = self.input.as_deref().map_or(&[][..], Vec::as_slice);
         for s in self.staged {
             let e = &s.entry;
-            let (key, bytes) = match s.raw {
-                Some(raw) => raw.into_record(&s.changes, e.lease.as_ref())?,
-                None => (
+            let record = match s.raw {
+                Some(raw) => raw.into_outgoing(&s.changes, e.lease.as_ref(), input)?,
+                None => Outgoing::Encoded(NewRecord::put(
+                    Kind::Bead,
                     bead_key(&e.bead.id),
                     serde_json::to_vec(&BeadPayloadRef {
                         v: PAYLOAD_VERSION,
@@ -708,12 +778,16 @@ impl<'s> Tx<'s> {
                         bead: &e.bead,
                         lease: e.lease.as_ref(),
                     })?,
-                ),
+                )),
             };
-            records.push(NewRecord::put(Kind::Bead, key, bytes));
+            records.push(record);
             pending.push(Pending::Bead(s.id, s.entry));
         }
-        Ok((records, pending))
+        let outbox = Outbox {
+            records,
+            input: self.input,
+        };
+        Ok((outbox, pending))
     }
 }
 
@@ -725,7 +799,7 @@ fn splice_payload(
     v: u32,
     changes: &[Change],
     lease: Option<&Lease>,
-    raw: &str,
+    raw: &[u8],
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(raw.len() + 64);
     out.extend_from_slice(b"{\"v\":");
@@ -735,7 +809,7 @@ fn splice_payload(
         serde_json::to_writer(&mut out, changes)?;
     }
     out.extend_from_slice(b",\"bead\":");
-    out.extend_from_slice(raw.as_bytes());
+    out.extend_from_slice(raw);
     if let Some(lease) = lease {
         out.extend_from_slice(b",\"lease\":");
         serde_json::to_writer(&mut out, lease)?;
@@ -825,24 +899,34 @@ mod tests {
         serde_json::from_slice(bytes).unwrap()
     }
 
+    /// `LINE` as a line of an import input, staged with `changes` and `lease`, encoded.
+    fn encode_line(changes: &[Change], lease: Option<&Lease>) -> NewRecord {
+        let input = format!("\n{LINE}\n");
+        let raw = RawJson::new("bd-1", 1..1 + LINE.len());
+        let outgoing = raw.into_outgoing(changes, lease, input.as_bytes()).unwrap();
+        let outbox = Outbox {
+            records: Vec::new(),
+            input: Some(Arc::new(input.into_bytes())),
+        };
+        outbox.encode(outgoing)
+    }
+
     #[test]
     fn prebuilt_import_payload_decodes_to_the_line_and_keeps_its_text() {
-        let raw = RawJson::new("bd-1", LINE).unwrap();
-        assert_eq!(raw.as_str(), LINE);
-        let (key, bytes) = raw.into_record(&[Change::Import], None).unwrap();
-        assert_eq!(key, "bead/bd-1");
-        let p = decode(&bytes);
+        let r = encode_line(&[Change::Import], None);
+        assert_eq!(r.key.as_deref(), Some("bead/bd-1"));
+        let p = decode(&r.payload);
         assert_eq!(p.v, PAYLOAD_VERSION);
         assert_eq!(p.changes, vec![Change::Import]);
         assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());
         assert!(p.lease.is_none());
         // The bead's text is in the payload byte for byte (timestamp precision, unknown fields).
-        assert!(std::str::from_utf8(&bytes).unwrap().contains(LINE));
+        assert!(std::str::from_utf8(&r.payload).unwrap().contains(LINE));
     }
 
     #[test]
     fn import_prefix_is_what_the_payload_encoder_writes() {
-        let mut spliced = splice_payload(PAYLOAD_VERSION, &[Change::Import], None, "").unwrap();
+        let mut spliced = splice_payload(PAYLOAD_VERSION, &[Change::Import], None, b"").unwrap();
         assert_eq!(spliced.pop(), Some(b'}'));
         assert_eq!(spliced, IMPORT_PREFIX);
     }
@@ -877,13 +961,9 @@ mod tests {
             expires_at: now,
             prev_assignee: None,
         };
-        let changes = [Change::Import];
-        let (key, bytes) = RawJson::new("bd-1", LINE)
-            .unwrap()
-            .into_record(&changes, Some(&lease))
-            .unwrap();
-        assert_eq!(key, "bead/bd-1");
-        let p = decode(&bytes);
+        let r = encode_line(&[Change::Import], Some(&lease));
+        assert_eq!(r.key.as_deref(), Some("bead/bd-1"));
+        let p = decode(&r.payload);
         assert_eq!(p.lease, Some(lease));
         assert_eq!(p.bead, serde_json::from_str::<Bead>(LINE).unwrap());
     }
