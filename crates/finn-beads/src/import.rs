@@ -15,6 +15,8 @@ use std::cmp::Ordering;
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::mpsc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -117,8 +119,8 @@ impl Store {
             source,
         })?;
         let reader = std::io::BufReader::with_capacity(1 << 16, file);
-        let input = read_all(reader, path, &self.options().limits)?;
-        self.import_lines(input, options)
+        let input = read_input(reader, path)?;
+        self.import_input(input, path, options)
     }
 
     /// Imports JSONL from a reader.
@@ -127,27 +129,32 @@ impl Store {
         reader: impl BufRead,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let input = read_all(reader, Path::new("<reader>"), &self.options().limits)?;
-        self.import_lines(input, options)
+        let path = Path::new("<reader>");
+        let input = read_input(reader, path)?;
+        self.import_input(input, path, options)
     }
 
-    fn import_lines(
+    /// Parses and merges `input` in one transaction. The merge of each piece runs while the
+    /// pieces after it are still being parsed; nothing reaches the WAL before every line is
+    /// parsed and checked.
+    fn import_input(
         &self,
-        input: ParsedInput,
+        input: Vec<u8>,
+        path: &Path,
         options: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let mut report = ImportReport {
-            dry_run: options.dry_run,
-            ..ImportReport::default()
-        };
+        let input: Input = Arc::new(input);
+        let limits = &self.options().limits;
+        let mut merger = Merger::default();
         if options.dry_run {
             self.refresh()?;
             let now = self.now();
-            self.read(|state| {
-                let limits = &self.options().limits;
+            let mut report = self.read(|state| {
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                merge(&mut tx, input, &mut report);
-            });
+                parse_input(&input, path, limits, |lines| merger.merge(&mut tx, lines))?;
+                Ok::<_, Error>(merger.finish(&tx))
+            })?;
+            report.dry_run = true;
             return Ok(report);
         }
         // The records go to the WAL as atomic batches of at most IMPORT_CHUNK records that stay
@@ -159,23 +166,15 @@ impl Store {
             max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
         };
         self.transact_with(Some(split), |tx| {
-            merge(tx, input, &mut report);
-            Ok(())
-        })?;
-        Ok(report)
+            tx.set_input(Arc::clone(&input));
+            parse_input(&input, path, limits, |lines| merger.merge(tx, lines))?;
+            Ok(merger.finish(tx))
+        })
     }
 }
 
-/// A parsed input: its lines and the bytes they were read from (where the lines going into the
-/// WAL as they are stay until the commit appends them).
-struct ParsedInput {
-    bytes: Input,
-    lines: Vec<ParsedLine>,
-}
-
-/// A parsed line: its number, its content and, for a bead, the text to put in the WAL as it is.
+/// A parsed line: its content and, for a bead, the text to put in the WAL as it is.
 struct ParsedLine {
-    number: u64,
     item: Item,
     raw: Option<RawJson>,
 }
@@ -193,81 +192,93 @@ enum Item {
 /// Below this many bytes an import parses on the calling thread only (about 4,000 beads).
 const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
 
-/// Reads the whole input, then checks, splits and parses it in one piece per thread (one piece
-/// for small inputs), keeping each line's number and, for a bead, where its text is when that
-/// can go into the WAL as it is (see [`raw_bead_json`]). The first bad line (lowest number) is the error
-/// reported, whether it is not UTF-8, not a beads record or a bead with an id `limits` reject
-/// ([`Limits::check_imported`]).
-fn read_all(mut reader: impl BufRead, path: &Path, limits: &Limits) -> Result<ParsedInput, Error> {
-    let err = |source| Error::Import {
-        path: path.to_owned(),
-        source,
-    };
+/// Size of the pieces a larger input is parsed in (about 6,000 beads): small enough that the
+/// merge of the first pieces overlaps the parse of the rest, large enough that handing pieces
+/// out costs nothing next to parsing them.
+const PIECE_BYTES: usize = 4 << 20;
+
+/// Reads the whole input.
+fn read_input(mut reader: impl BufRead, path: &Path) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     if let Err(source) = reader.read_to_end(&mut bytes) {
         let line = 1 + bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        return Err(err(LineError::Io { line, source }));
+        return Err(Error::Import {
+            path: path.to_owned(),
+            source: LineError::Io { line, source },
+        });
     }
+    Ok(bytes)
+}
+
+/// Checks, splits and parses `input` and hands its lines to `merge` piece by piece, in file
+/// order. Larger inputs are cut at line ends into pieces that worker threads (one per core)
+/// parse while this thread merges the pieces before them. Each line keeps, for a bead, where
+/// its text is when that can go into the WAL as it is (see [`raw_bead_json`]).
+/// The first bad line (lowest number) is the error reported, whether it is not UTF-8, not a
+/// beads record or a bead with an id `limits` reject ([`Limits::check_imported`]); the pieces
+/// after it are not merged.
+fn parse_input(
+    input: &[u8],
+    path: &Path,
+    limits: &Limits,
+    mut merge: impl FnMut(Vec<ParsedLine>),
+) -> Result<(), Error> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 8);
-    let pieces = if bytes.len() < PARALLEL_PARSE_MIN_BYTES {
-        vec![(0, bytes.as_slice())]
-    } else {
-        cut_at_lines(&bytes, threads)
-    };
-    let parts: Vec<_> = if pieces.len() == 1 {
-        vec![Ok(parse_piece(pieces[0], limits))]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = pieces
-                .iter()
-                .map(|&piece| {
-                    std::thread::Builder::new()
-                        .name("finn-beads-parse".to_owned())
-                        .spawn_scoped(scope, move || parse_piece(piece, limits))
-                        // No thread to be had: this piece is parsed here instead.
-                        .map_err(|_| piece)
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| match h {
-                    Ok(h) => h.join(),
-                    Err(piece) => Ok(parse_piece(piece, limits)),
-                })
-                .collect()
-        })
-    };
-    let mut out = Vec::new();
-    // Line numbers in a piece count from its start; the pieces before it add theirs.
-    let mut before = 0u64;
-    for part in parts {
-        match part {
-            Ok(Ok(piece)) => {
-                if out.is_empty() {
-                    out.reserve_exact(piece.lines.len() * pieces.len());
-                }
-                out.extend(piece.lines.into_iter().map(|mut l| {
-                    l.number += before;
-                    l
-                }));
-                before += piece.line_count;
-            }
-            // Pieces are in file order: the first failing piece holds the first bad line.
-            Ok(Err(BadLine::Line(e))) => return Err(err(e.shifted(before))),
-            Ok(Err(BadLine::Record { line, source })) => {
-                return Err(Error::ImportRecord {
-                    line: line + before,
-                    source,
-                });
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+    if input.len() < PARALLEL_PARSE_MIN_BYTES || threads == 1 {
+        let piece = parse_piece((0, input), limits).map_err(|bad| bad.into_error(path, 0))?;
+        merge(piece.lines);
+        return Ok(());
     }
-    Ok(ParsedInput {
-        bytes: Arc::new(bytes),
-        lines: out,
+    let pieces = cut_at_lines(input, (input.len() / PIECE_BYTES).max(threads));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (done, finished) = mpsc::channel();
+        for _ in 0..threads {
+            let done = done.clone();
+            let (pieces, next, stop) = (&pieces, &next, &stop);
+            // A worker that cannot be started leaves its share to the others, or to this
+            // thread below.
+            let _ = std::thread::Builder::new()
+                .name("finn-beads-parse".to_owned())
+                .spawn_scoped(scope, move || {
+                    while !stop.load(AtomicOrdering::Relaxed) {
+                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        let Some(&piece) = pieces.get(i) else { break };
+                        if done.send((i, parse_piece(piece, limits))).is_err() {
+                            break;
+                        }
+                    }
+                });
+        }
+        drop(done);
+        let mut parsed: Vec<Option<Result<Piece, BadLine>>> =
+            std::iter::repeat_with(|| None).take(pieces.len()).collect();
+        // Line numbers in a piece count from its start; the pieces before it add theirs.
+        let mut before = 0u64;
+        for k in 0..pieces.len() {
+            while parsed[k].is_none() {
+                match finished.recv() {
+                    Ok((i, result)) => parsed[i] = Some(result),
+                    // Every worker is gone without piece `k` (none could start): parse it here.
+                    Err(_) => parsed[k] = Some(parse_piece(pieces[k], limits)),
+                }
+            }
+            match parsed[k].take() {
+                Some(Ok(piece)) => {
+                    before += piece.line_count;
+                    merge(piece.lines);
+                }
+                Some(Err(bad)) => {
+                    stop.store(true, AtomicOrdering::Relaxed);
+                    return Err(bad.into_error(path, before));
+                }
+                None => unreachable!("piece {k} was parsed above"),
+            }
+        }
+        Ok(())
     })
 }
 
@@ -309,6 +320,22 @@ enum BadLine {
         /// Why.
         source: ValidationError,
     },
+}
+
+impl BadLine {
+    /// The import error for this line, in a piece that starts after `before` lines.
+    fn into_error(self, path: &Path, before: u64) -> Error {
+        match self {
+            BadLine::Line(e) => Error::Import {
+                path: path.to_owned(),
+                source: e.shifted(before),
+            },
+            BadLine::Record { line, source } => Error::ImportRecord {
+                line: line + before,
+                source,
+            },
+        }
+    }
 }
 
 impl From<LineError> for BadLine {
@@ -385,76 +412,93 @@ fn parse_text(
         }
         Parsed::Other { key, record } => (Item::Other { key, record }, None),
     };
-    Ok(ParsedLine { number, item, raw })
+    Ok(ParsedLine { item, raw })
 }
 
-fn merge(tx: &mut Tx<'_>, input: ParsedInput, report: &mut ImportReport) {
-    let ParsedInput { bytes, lines } = input;
-    tx.set_input(bytes);
-    // Edges whose target is unknown so far; the target may still come later in the file.
-    let mut unresolved: Vec<(String, String)> = Vec::new();
-    tx.reserve(lines.len());
-    for ParsedLine { item, raw, .. } in lines {
-        match item {
-            Item::Issue(mut entry) => {
-                let b = &entry.bead;
-                for d in &b.dependencies {
-                    if tx.get(&d.depends_on_id).is_none() {
-                        unresolved.push((b.id.clone(), d.depends_on_id.clone()));
-                    }
-                }
-                let decision = match tx.get(&b.id) {
-                    None => Decision::Create,
-                    Some(local) => decide(local, b),
-                };
-                match decision {
-                    Decision::Create => {
-                        report.created.push(b.id.clone());
-                        tx.put_imported_new(entry, raw);
-                    }
-                    Decision::Update => {
-                        // Keep a live lease only if the incoming record still shows the holder.
-                        let lease = tx.lease(&b.id).cloned().filter(|l| {
-                            b.status == Status::InProgress
-                                && b.assignee.as_deref() == Some(l.worker.as_str())
-                        });
-                        report.updated.push(b.id.clone());
-                        if lease.is_some() {
-                            // Only this line holds the entry yet: the lease is set in place.
-                            Arc::make_mut(&mut entry).lease = lease;
+/// The merge of an import into its transaction, one piece of lines at a time in file order.
+#[derive(Default)]
+struct Merger {
+    report: ImportReport,
+    /// Edges whose target was unknown when their line was merged; the target may still come
+    /// later in the file.
+    unresolved: Vec<(String, String)>,
+}
+
+impl Merger {
+    fn merge(&mut self, tx: &mut Tx<'_>, lines: Vec<ParsedLine>) {
+        let report = &mut self.report;
+        tx.reserve(lines.len());
+        for ParsedLine { item, raw, .. } in lines {
+            match item {
+                Item::Issue(mut entry) => {
+                    let b = &entry.bead;
+                    for d in &b.dependencies {
+                        if tx.get(&d.depends_on_id).is_none() {
+                            self.unresolved
+                                .push((b.id.clone(), d.depends_on_id.clone()));
                         }
-                        tx.put_imported(entry, raw);
                     }
-                    Decision::Unchanged => report.unchanged += 1,
-                    Decision::Older => report.skipped_older.push(SkippedOlder {
-                        local: tx.get(&b.id).and_then(|l| l.updated_at.clone()),
-                        incoming: b.updated_at.clone(),
-                        id: b.id.clone(),
-                    }),
-                    Decision::Conflict => report.conflicts.push(b.id.clone()),
+                    let decision = match tx.get(&b.id) {
+                        None => Decision::Create,
+                        Some(local) => decide(local, b),
+                    };
+                    match decision {
+                        Decision::Create => {
+                            report.created.push(b.id.clone());
+                            tx.put_imported_new(entry, raw);
+                        }
+                        Decision::Update => {
+                            // Keep a live lease only if the incoming record still shows the
+                            // holder.
+                            let lease = tx.lease(&b.id).cloned().filter(|l| {
+                                b.status == Status::InProgress
+                                    && b.assignee.as_deref() == Some(l.worker.as_str())
+                            });
+                            report.updated.push(b.id.clone());
+                            if lease.is_some() {
+                                // Only this line holds the entry yet: the lease is set in place.
+                                Arc::make_mut(&mut entry).lease = lease;
+                            }
+                            tx.put_imported(entry, raw);
+                        }
+                        Decision::Unchanged => report.unchanged += 1,
+                        Decision::Older => report.skipped_older.push(SkippedOlder {
+                            local: tx.get(&b.id).and_then(|l| l.updated_at.clone()),
+                            incoming: b.updated_at.clone(),
+                            id: b.id.clone(),
+                        }),
+                        Decision::Conflict => report.conflicts.push(b.id.clone()),
+                    }
                 }
-            }
-            Item::Other { key, record } => {
-                let same = tx
-                    .records
-                    .get(&key)
-                    .or_else(|| tx.state().records().get(&key))
-                    .is_some_and(|r| *r == record);
-                if same {
-                    report.records_unchanged += 1;
-                } else {
-                    report.records_written += 1;
-                    tx.put_record(&key, record);
+                Item::Other { key, record } => {
+                    let same = tx
+                        .records
+                        .get(&key)
+                        .or_else(|| tx.state().records().get(&key))
+                        .is_some_and(|r| *r == record);
+                    if same {
+                        report.records_unchanged += 1;
+                    } else {
+                        report.records_written += 1;
+                        tx.put_record(&key, record);
+                    }
                 }
             }
         }
     }
-    // Every bead of the file is now local or staged (import validates all lines first, and
-    // every merge decision leaves the id known), so a target still unknown is in neither.
-    report.dangling_dependencies = unresolved
-        .into_iter()
-        .filter(|(_, target)| tx.get(target).is_none())
-        .collect();
+
+    /// The report, once every piece is merged.
+    fn finish(self, tx: &Tx<'_>) -> ImportReport {
+        let mut report = self.report;
+        // Every bead of the file is now local or staged (import validates all lines first, and
+        // every merge decision leaves the id known), so a target still unknown is in neither.
+        report.dangling_dependencies = self
+            .unresolved
+            .into_iter()
+            .filter(|(_, target)| tx.get(target).is_none())
+            .collect();
+        report
+    }
 }
 
 #[cfg(test)]
@@ -483,8 +527,11 @@ mod tests {
         let limits = Limits::default();
         let piece = parse_piece((0, b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n"), &limits).unwrap();
         assert_eq!(piece.line_count, 3);
-        let numbers: Vec<u64> = piece.lines.iter().map(|l| l.number).collect();
-        assert_eq!(numbers, [1, 3]);
+        assert_eq!(
+            piece.lines.len(),
+            2,
+            "the blank line is counted, not parsed"
+        );
         let Err(BadLine::Line(e)) =
             parse_piece((0, b"{\"id\":\"a\"}\n{\"id\":\"\xff\"}\n"), &limits)
         else {
