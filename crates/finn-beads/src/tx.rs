@@ -52,10 +52,41 @@ pub(crate) struct Staged {
     /// The bead and its lease in the allocation the state will hold once the record is durable
     /// (only its `lsn` is set then): a bead is about a kilobyte, and an import stages 100,000s.
     pub(crate) entry: Arc<Entry>,
-    pub(crate) changes: Vec<Change>,
+    /// Whether `entry` holds a lease (read when staging, so the commit of an import decides
+    /// how to write each line without visiting its bead again).
+    pub(crate) leased: bool,
+    pub(crate) changes: Changes,
     /// JSON text that deserializes to exactly `bead` (an imported line), written into the WAL
     /// payload as it is instead of serializing `bead` again.
     pub(crate) raw: Option<RawJson>,
+}
+
+/// The changes a staged bead went through, in order: almost always exactly one, which is kept
+/// inline (an import stages 100,000s of beads).
+#[derive(Clone, Debug)]
+pub(crate) enum Changes {
+    One(Change),
+    Many(Vec<Change>),
+}
+
+impl Changes {
+    fn push(&mut self, change: Change) {
+        let all = match std::mem::replace(self, Changes::Many(Vec::new())) {
+            Changes::One(first) => vec![first, change],
+            Changes::Many(mut all) => {
+                all.push(change);
+                all
+            }
+        };
+        *self = Changes::Many(all);
+    }
+
+    fn as_slice(&self) -> &[Change] {
+        match self {
+            Changes::One(change) => std::slice::from_ref(change),
+            Changes::Many(all) => all,
+        }
+    }
 }
 
 /// An imported line that goes into the WAL as it is: its WAL key and where it is in the
@@ -301,6 +332,7 @@ impl<'s> Tx<'s> {
         match self.slots.get(entry.bead.id.as_str()) {
             Some(&i) if i < self.staged.len() => {
                 let s = &mut self.staged[i];
+                s.leased = entry.lease.is_some();
                 s.entry = entry;
                 s.changes.push(change);
                 s.raw = raw;
@@ -315,8 +347,9 @@ impl<'s> Tx<'s> {
         self.slots.insert(Arc::clone(&id), self.staged.len());
         self.staged.push(Staged {
             id,
+            leased: entry.lease.is_some(),
             entry,
-            changes: vec![change],
+            changes: Changes::One(change),
             raw,
         });
     }
@@ -767,14 +800,19 @@ impl<'s> Tx<'s> {
         let input = self.input.as_deref().map_or(&[][..], Vec::as_slice);
         for s in self.staged {
             let e = &s.entry;
+            let changes = s.changes.as_slice();
             let record = match s.raw {
-                Some(raw) => raw.into_outgoing(&s.changes, e.lease.as_ref(), input)?,
+                // Only a leased bead is read here: for the others the line is enough.
+                Some(raw) => {
+                    let lease = if s.leased { e.lease.as_ref() } else { None };
+                    raw.into_outgoing(changes, lease, input)?
+                }
                 None => Outgoing::Encoded(NewRecord::put(
                     Kind::Bead,
                     bead_key(&e.bead.id),
                     serde_json::to_vec(&BeadPayloadRef {
                         v: PAYLOAD_VERSION,
-                        changes: &s.changes,
+                        changes,
                         bead: &e.bead,
                         lease: e.lease.as_ref(),
                     })?,
