@@ -10,6 +10,12 @@
 //!
 //! Non-issue records (memories, ...) are upserted by key. The whole file is parsed and checked
 //! before anything is written, so a malformed line aborts the import with nothing applied.
+//!
+//! A large file is parsed in pieces by one worker thread per core while the calling thread
+//! merges the pieces before them, under the store's lock: other threads of the process wait
+//! for the whole import. With [`Sharing::MultiProcess`](crate::Sharing::MultiProcess) the file
+//! is parsed first and the lock file is taken only for the merge and the commit, so other
+//! processes wait no longer than that.
 
 use std::cmp::Ordering;
 use std::io::BufRead;
@@ -25,7 +31,7 @@ use crate::bead::{Bead, Status};
 use crate::error::Error;
 use crate::jsonl::{LineError, Parsed, parse_line_unboxed};
 use crate::state::Entry;
-use crate::store::{Split, Store};
+use crate::store::{Sharing, Split, Store};
 use crate::timestamp::Timestamp;
 use crate::tx::{Input, RawJson, Tx, raw_bead_json, staged_entry};
 use crate::validate::{Limits, ValidationError};
@@ -134,9 +140,8 @@ impl Store {
         self.import_input(input, path, options)
     }
 
-    /// Parses and merges `input` in one transaction. The merge of each piece runs while the
-    /// pieces after it are still being parsed; nothing reaches the WAL before every line is
-    /// parsed and checked.
+    /// Parses and merges `input` in one transaction (see the module docs for who waits for
+    /// what); nothing reaches the WAL before every line is parsed and checked.
     fn import_input(
         &self,
         input: Vec<u8>,
@@ -151,7 +156,9 @@ impl Store {
             let now = self.now();
             let mut report = self.read(|state| {
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                parse_input(&input, path, limits, |lines| merger.merge(&mut tx, lines))?;
+                parse_input(&input, path, limits, CUTTING, |lines| {
+                    merger.merge(&mut tx, lines)
+                })?;
                 Ok::<_, Error>(merger.finish(&tx))
             })?;
             report.dry_run = true;
@@ -165,9 +172,22 @@ impl Store {
             max_records: IMPORT_CHUNK,
             max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
         };
+        if self.options().sharing == Sharing::MultiProcess {
+            let mut pieces = Vec::new();
+            parse_input(&input, path, limits, CUTTING, |lines| pieces.push(lines))?;
+            return self.transact_with(Some(split), |tx| {
+                tx.set_input(Arc::clone(&input));
+                for lines in pieces {
+                    merger.merge(tx, lines);
+                }
+                Ok(merger.finish(tx))
+            });
+        }
         self.transact_with(Some(split), |tx| {
             tx.set_input(Arc::clone(&input));
-            parse_input(&input, path, limits, |lines| merger.merge(tx, lines))?;
+            parse_input(&input, path, limits, CUTTING, |lines| {
+                merger.merge(tx, lines)
+            })?;
             Ok(merger.finish(tx))
         })
     }
@@ -189,13 +209,23 @@ enum Item {
     },
 }
 
-/// Below this many bytes an import parses on the calling thread only (about 4,000 beads).
-const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
+/// How an input is cut for parsing.
+#[derive(Clone, Copy, Debug)]
+struct Cutting {
+    /// Below this many bytes the calling thread parses the input alone.
+    parallel_from: usize,
+    /// Size of the pieces a larger input is cut into.
+    piece: usize,
+}
 
-/// Size of the pieces a larger input is parsed in (about 6,000 beads): small enough that the
-/// merge of the first pieces overlaps the parse of the rest, large enough that handing pieces
-/// out costs nothing next to parsing them.
-const PIECE_BYTES: usize = 4 << 20;
+/// Inputs under 1 MiB (about 4,000 beads) are parsed on the calling thread; larger ones in
+/// pieces of 4 MiB (about 6,000 beads), small enough that the merge of the first pieces
+/// overlaps the parse of the rest, large enough that handing pieces out costs nothing next to
+/// parsing them.
+const CUTTING: Cutting = Cutting {
+    parallel_from: 1 << 20,
+    piece: 4 << 20,
+};
 
 /// Reads the whole input.
 fn read_input(mut reader: impl BufRead, path: &Path) -> Result<Vec<u8>, Error> {
@@ -221,17 +251,18 @@ fn parse_input(
     input: &[u8],
     path: &Path,
     limits: &Limits,
+    cutting: Cutting,
     mut merge: impl FnMut(Vec<ParsedLine>),
 ) -> Result<(), Error> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 8);
-    if input.len() < PARALLEL_PARSE_MIN_BYTES || threads == 1 {
+    if input.len() < cutting.parallel_from || threads == 1 {
         let piece = parse_piece((0, input), limits).map_err(|bad| bad.into_error(path, 0))?;
         merge(piece.lines);
         return Ok(());
     }
-    let pieces = cut_at_lines(input, (input.len() / PIECE_BYTES).max(threads));
+    let pieces = cut_at_lines(input, (input.len() / cutting.piece.max(1)).max(threads));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -520,6 +551,54 @@ mod tests {
                 assert_eq!(p.last(), Some(&b'\n'));
             }
         }
+    }
+
+    fn ids(lines: &[ParsedLine]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| match &l.item {
+                Item::Issue(e) => e.bead.id.clone(),
+                Item::Other { key, .. } => key.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_small_pieces_are_merged_in_file_order_and_stop_at_the_first_bad_line() {
+        let limits = Limits::default();
+        let path = Path::new("<test>");
+        let lines: Vec<String> = (0..200).map(|i| format!(r#"{{"id":"b-{i}"}}"#)).collect();
+        // Pieces of about two lines: far more pieces than threads.
+        let cutting = Cutting {
+            parallel_from: 0,
+            piece: 30,
+        };
+        let mut merged = Vec::new();
+        let mut pieces = 0;
+        parse_input(lines.join("\n").as_bytes(), path, &limits, cutting, |l| {
+            pieces += 1;
+            merged.extend(ids(&l));
+        })
+        .unwrap();
+        assert!(pieces > 10, "{pieces} pieces");
+        let expected: Vec<String> = (0..200).map(|i| format!("b-{i}")).collect();
+        assert_eq!(merged, expected);
+
+        let mut bad = lines.clone();
+        bad[149] = "{oops".to_owned();
+        bad[180] = "{oops".to_owned();
+        let mut merged = Vec::new();
+        let err = parse_input(bad.join("\n").as_bytes(), path, &limits, cutting, |l| {
+            merged.extend(ids(&l))
+        })
+        .unwrap_err();
+        let Error::Import { source, .. } = err else {
+            panic!("a line that is not JSON must fail as such: {err:?}");
+        };
+        assert_eq!(source.line(), 150);
+        // Only pieces wholly before the bad line were merged.
+        assert!(merged.len() < 149);
+        assert_eq!(merged, expected[..merged.len()]);
     }
 
     #[test]

@@ -382,6 +382,41 @@ fn bulk_import_state_equals_a_fold_of_its_wal() {
     assert!(!ready.is_empty() && ready.len() < 6000);
 }
 
+/// A multi-process store parses a bulk import before it takes the lock file; the result is
+/// the same as with an exclusive store, another process sees all of it, and a bad line still
+/// leaves nothing behind.
+#[test]
+fn bulk_import_into_a_multi_process_store_equals_an_exclusive_one() {
+    let shared = finn_beads::Options {
+        sharing: finn_beads::Sharing::MultiProcess,
+        ..finn_beads::Options::default()
+    };
+    let text = bulk_jsonl(6000);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let exclusive = open(a.path());
+    exclusive
+        .import_reader(text.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap();
+    let multi = Store::open(b.path(), shared.clone()).unwrap();
+    let other = Store::open(b.path(), shared).unwrap();
+    let report = multi
+        .import_reader(text.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap();
+    assert_eq!(report.created.len(), 6000);
+    let expected = exclusive.read(|s| s.clone());
+    multi.read(|s| assert_eq!(*s, expected));
+    other.refresh().unwrap();
+    other.read(|s| assert_eq!(*s, expected));
+    let lsn = multi.lsn();
+    let bad = text.replacen(r#"{"id":"b-5000","#, r#"{"id":"b-5000","title":"#, 1);
+    let err = multi
+        .import_reader(bad.as_bytes(), &finn_beads::ImportOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Import { .. }), "{err:?}");
+    other.refresh().unwrap();
+    assert_eq!(other.lsn(), lsn);
+}
+
 /// On a WAL shared with another writer, the LSNs a bulk import gets may interleave with the
 /// other writer's: the state must still be the fold of the WAL.
 #[test]
