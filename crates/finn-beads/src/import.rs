@@ -241,9 +241,10 @@ fn read_input(mut reader: impl BufRead, path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Checks, splits and parses `input` and hands its lines to `merge` piece by piece, in file
-/// order. Larger inputs are cut at line ends into pieces that worker threads (one per core)
-/// parse while this thread merges the pieces before them. Each line keeps, for a bead, where
-/// its text is when that can go into the WAL as it is (see [`raw_bead_json`]).
+/// order. Larger inputs are cut at line ends into pieces, parsed by worker threads (one per
+/// core but one) and by this thread, which also merges them in order as they are ready. Each
+/// line keeps, for a bead, where its text is when that can go into the WAL as it is (see
+/// [`raw_bead_json`]).
 /// The first bad line (lowest number) is the error reported, whether it is not UTF-8, not a
 /// beads record or a bead with an id `limits` reject ([`Limits::check_imported`]); the pieces
 /// after it are not merged.
@@ -267,7 +268,9 @@ fn parse_input(
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (done, finished) = mpsc::channel();
-        for _ in 0..threads {
+        // This thread is busy for only part of the time (merging), so it parses too: one
+        // worker fewer than cores keeps every core busy without time-slicing three threads.
+        for _ in 1..threads {
             let done = done.clone();
             let (pieces, next, stop) = (&pieces, &next, &stop);
             // A worker that cannot be started leaves its share to the others, or to this
@@ -291,9 +294,21 @@ fn parse_input(
         let mut before = 0u64;
         for k in 0..pieces.len() {
             while parsed[k].is_none() {
+                // Whatever the workers finished, then a piece nobody took yet, else wait.
+                while let Ok((i, result)) = finished.try_recv() {
+                    parsed[i] = Some(result);
+                }
+                if parsed[k].is_some() {
+                    break;
+                }
+                let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                if let Some(&piece) = pieces.get(i) {
+                    parsed[i] = Some(parse_piece(piece, limits));
+                    continue;
+                }
                 match finished.recv() {
                     Ok((i, result)) => parsed[i] = Some(result),
-                    // Every worker is gone without piece `k` (none could start): parse it here.
+                    // Every worker is gone without piece `k` (a worker died): parse it here.
                     Err(_) => parsed[k] = Some(parse_piece(pieces[k], limits)),
                 }
             }
