@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use crate::compaction::KeyIndex;
 use crate::id::{UlidGen, now_ms};
 use crate::lock::DirLock;
-use crate::record::{
-    FRAME_HEADER_LEN, FrameBuilder, RecordRef, marked_batch_frame_len, marked_single_frame_len,
-};
+use crate::record::{FrameBuilder, RecordRef, marked_batch_frame_len, marked_single_frame_len};
 use crate::segment::{
     HEADER_LEN, Segment, SegmentHeader, create_segment, install_spare, prepare_spare,
     remove_durably,
@@ -332,18 +330,29 @@ impl Inner {
         Metrics::add(&self.metrics.appends, count as u64);
         Metrics::add(&self.metrics.bytes_written, frame_len);
 
-        // Key index for compaction.
+        // Key index for compaction, from the records as given (the frame encodes the same
+        // kind, op, key, LSN and length, so there is no need to parse it back).
         if keyed > 0 {
             let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let mut observe = |r: RecordRef<'_>| {
+            let mut observe = |kind: crate::Kind, op, key: Option<&str>, lsn, len: usize| {
                 if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =
-                    (r.op, r.key, r.kind.code())
+                    (op, key, kind.code())
                 {
-                    keys.observe(code, key, r.lsn, r.encoded_len() as u64);
+                    keys.observe(code, key, lsn, len as u64);
                 }
             };
-            if let Ok(records) = crate::record::BodyRecords::parse(&buf[FRAME_HEADER_LEN..]) {
-                records.for_each(&mut observe);
+            match &input {
+                Input::New(records) => {
+                    for (lsn, r) in (first..).zip(records.iter()) {
+                        observe(r.kind, r.op, r.key.as_deref(), lsn, r.encoded_len());
+                    }
+                }
+                Input::Replicated(records) => {
+                    for r in records.iter() {
+                        let len = r.encoded_len();
+                        observe(r.kind, r.op, r.key.as_deref(), r.lsn.get(), len);
+                    }
+                }
             }
         }
         w.buf = buf;
