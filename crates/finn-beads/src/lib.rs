@@ -99,50 +99,60 @@
 //! Payload version 1; readers accept versions up to their own and refuse newer ones loudly.
 //!
 //! # Performance
-//! `cargo bench -p finn-beads --bench beads` on the 2-vCPU VM, quiet (2026-11-22), 100,000
-//! beads (68 MB of JSONL) with epics, `blocks` chains and 60 % closed; baselines measured in the
-//! same run:
+//! `cargo bench -p finn-beads --bench beads` on the 2-vCPU VM, quiet (2026-11-22, 13:02 UTC),
+//! 100,000 beads (68 MB of JSONL) with epics, `blocks` chains and 60 % closed; baselines
+//! measured in the same run:
 //!
 //! | bench | result | ratio |
 //! |---|---|---|
-//! | import 100k, `Sync` | 134k beads/s (0.748 s) | 0.47× parsing the same lines into `serde_json::Value` on one thread (350 ms, 286k/s); 0.28× appending the same payloads to a bare WAL with the same batches and sync (211 ms, 475k/s) |
-//! | ready list, all 34,285 ready beads | 0.24 ms | 0.015× a plain scan of open beads + sort (16.5 ms) |
-//! | ready list, limit 10 | 0.25 µs | |
+//! | import 100k, `Sync` | 222k beads/s (0.450 s) | 0.76× the rate of parsing the same lines into `serde_json::Value` on one thread (344 ms, 291k/s); 0.39× that of appending the same payloads to a bare WAL with the same batches and sync (175 ms, 572k/s) |
+//! | ready list, all 34,285 ready beads | 0.24 ms | 0.020× a plain scan of open beads + sort (12.3 ms) |
+//! | ready list, limit 10 | 0.16 µs | |
 //!
-//! Import before and after the last round (2026-11-22, session 4), the two builds run in turns
-//! on the same corpus, 3 × 8 imports each (medians of each group of 8; the spread is the VM):
-//! wall 689 / 705 / 773 ms before, 618 / 664 / 717 ms now; CPU 1.05 / 1.09 / 1.19 s before,
-//! 0.95 / 0.96 / 1.07 s now, about 9 % less of each. Peak resident set of one import: 575 MB
-//! before, 477 MB now. The criterion run above the table moves less than its own spread
-//! between runs (124k–147k beads/s).
+//! The import's time moves between runs more than the other rows (other runs of the same
+//! build: 208k, 215k, 229k, 229k beads/s); it was 134k/s at the start of the round.
 //!
-//! How an import runs: the input is read whole and cut at line ends into one piece per core;
-//! each piece is checked for UTF-8, split into lines, parsed and id-checked on its own thread,
-//! which also puts each bead into the `Arc` entry the state will keep and each line, byte for
-//! byte, into its WAL payload and key. The merge then runs in one transaction in file order;
-//! the records go to the WAL as atomic batches (at most 8,192 records and a quarter segment)
-//! with one fdatasync at the end, while a second thread builds the new state from the same
-//! entries (only their LSN is set); the state is swapped in only once every batch is durable
-//! at the LSNs it was built with (else it is folded from the WAL). Every map and index of the
-//! state shares one `Arc<str>` per bead id, allocated once when the transaction stages the
-//! bead, so indexing an edge copies a reference count, not a string; the bulk rebuild visits
-//! beads in memory order (an import allocates them in file order): a visit in hash order cost
-//! several cache misses per bead and was most of the rebuild.
+//! How an import runs:
+//! 1. The input is read whole and cut at line ends into 4 MiB pieces (about 6,000 beads).
+//! 2. Worker threads (one per core but one) and the calling thread parse the pieces. Each
+//!    piece is checked for UTF-8, split into lines, parsed and id-checked. Each bead goes
+//!    straight into the `Arc` entry the state will keep. A line that can go into the WAL as
+//!    it is, is kept as a range of the input, not copied.
+//! 3. Under the store's lock, the calling thread merges the parsed pieces in file order into
+//!    one transaction while later pieces are still being parsed. A multi-process store
+//!    parses everything first and takes the lock file only for the merge and the commit.
+//! 4. The records go to the WAL as atomic batches (at most 8,192 records and a quarter
+//!    segment). Each batch's payloads are built just before it is appended, and one
+//!    fdatasync ends the import.
+//! 5. Meanwhile, a second thread builds the new state from the same entries (only their LSN
+//!    is set). The state is swapped in only once every batch is durable at the LSNs it was
+//!    built with (else it is folded from the WAL).
 //!
-//! Import still misses its 200k beads/s target (0.5 s for 100k). Wall time of one import,
-//! instrumented (medians of 8): reading the input 33 ms, the two parse threads 230–300 ms,
-//! the merge 70 ms, building the records 22 ms, then the WAL appends (about 250 ms) beside
-//! the state build (about 220 ms). What bounds the parse is fresh memory, not JSON: parsing
-//! the same lines and dropping each bead costs 2.1 µs per line on one thread, keeping them
-//! all costs 3.4 µs, and two threads keeping theirs take longer each than one thread alone
-//! (page faults on about 200 MB of new heap, and glibc growing the heaps of non-main threads
-//! with `mprotect`, which serializes the two threads' faults). Parsed beads already keep no
-//! spare list capacity and size their untyped-field maps for one field (about 1 KB less per
-//! bead of a `bd` export); most of what is left is the 928-byte `Bead` itself, mostly
-//! optional strings inline. The next steps are a bead with its rarely set fields out of line
-//! (a change of the public struct), WAL payloads borrowed from the input instead of copied
-//! per line (an append API taking borrowed, gathered payloads), and the merge interleaved
-//! with the parse of later pieces.
+//! Every map and index of the state shares one `Arc<str>` per bead id, allocated when the
+//! transaction stages the bead, so indexing an edge copies a reference count, not a string.
+//! The bulk rebuild visits beads in memory order: an import allocates them in file order,
+//! and a visit in hash order cost several cache misses per bead.
+//!
+//! Where an import's time goes (instrumented, medians of 16, before the last two steps of the
+//! round):
+//!
+//! | phase | time |
+//! |---|---|
+//! | reading the input | 32 ms |
+//! | parsing with the merge running beside it | about 250 ms |
+//! | building the records | 10 ms |
+//! | the WAL appends (with 16 rotations of the 4 MiB segments) | about 220 ms |
+//! | the state build, beside the appends | about 170 ms |
+//!
+//! What bounds the parse is fresh memory, not JSON:
+//! - parsing the same lines and dropping each bead: 2.1 µs per line on one thread;
+//! - parsing them and keeping every bead: 3.4 µs per line;
+//! - a `Bead` is 928 bytes, mostly optional strings inline, and is now half of a parsed
+//!   bead's memory.
+//!
+//! Parsed beads keep no spare list capacity and size their untyped-field maps for one field,
+//! about 1 KB less per bead of a `bd` export. Peak resident set of the 100k import went from
+//! 575 MB to 454 MB this round.
 //!
 //! The ready list walks a dense, pre-sorted copy of the ready pool and reads no bead unless
 //! something is deferred; the first query after a write rebuilds that copy from the B-tree
