@@ -109,8 +109,9 @@
 //! | ready list, all 34,285 ready beads | 0.24 ms | 0.020× a plain scan of open beads + sort (12.3 ms) |
 //! | ready list, limit 10 | 0.16 µs | |
 //!
-//! The import's time moves between runs more than the other rows (other runs of the same
-//! build: 208k, 215k, 229k, 229k beads/s); it was 134k/s at the start of the round.
+//! The import's time moves between runs more than the other rows while the baselines stay
+//! put: other runs of the same build gave 229k and 229k beads/s, and 190k and 206k/s right
+//! after a CI run had loaded the VM. It was 134k/s at the start of the round.
 //!
 //! How an import runs:
 //! 1. The input is read whole and cut at line ends into 4 MiB pieces (about 6,000 beads).
