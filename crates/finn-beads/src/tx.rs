@@ -118,13 +118,19 @@ impl RawJson {
         lease: Option<&Lease>,
         input: &[u8],
     ) -> Result<Outgoing, serde_json::Error> {
+        // Never write a payload around bytes that are not the line (a range the parse got
+        // wrong would otherwise reach the WAL as a record replay cannot read).
+        let Some(text) = input.get(self.line.clone()) else {
+            return Err(serde::ser::Error::custom(
+                "an imported line lies outside the import's input",
+            ));
+        };
         if lease.is_none() && changes == [Change::Import] {
             return Ok(Outgoing::Line {
                 key: self.key,
                 line: self.line,
             });
         }
-        let text = input.get(self.line).unwrap_or_default();
         let payload = splice_payload(PAYLOAD_VERSION, changes, lease, text)?;
         Ok(Outgoing::Encoded(NewRecord::put(
             Kind::Bead,
@@ -172,6 +178,7 @@ impl Outbox {
         match o {
             Outgoing::Encoded(r) => r,
             Outgoing::Line { key, line } => {
+                // In range: `RawJson::into_outgoing` checked it against this input.
                 let text = self
                     .input
                     .as_deref()
@@ -960,6 +967,15 @@ mod tests {
         assert!(p.lease.is_none());
         // The bead's text is in the payload byte for byte (timestamp precision, unknown fields).
         assert!(std::str::from_utf8(&r.payload).unwrap().contains(LINE));
+    }
+
+    #[test]
+    fn a_line_outside_the_input_is_an_error_not_a_record() {
+        let raw = RawJson::new("bd-1", 5..5 + LINE.len());
+        assert!(
+            raw.into_outgoing(&[Change::Import], None, LINE.as_bytes())
+                .is_err()
+        );
     }
 
     #[test]
