@@ -149,6 +149,30 @@ impl Input<'_> {
         }
     }
 
+    /// Calls `f(kind code, key, lsn, encoded length)` for each put and delete, the records
+    /// the key index tracks; the frame's first record gets LSN `first`.
+    fn for_each_keyed(&self, first: u64, mut f: impl FnMut(u16, &str, u64, usize)) {
+        let mut one = |kind: crate::Kind, op, key: Option<&str>, lsn, len| {
+            if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =
+                (op, key, kind.code())
+            {
+                f(code, key, lsn, len);
+            }
+        };
+        match self {
+            Input::New(records) => {
+                for (lsn, r) in (first..).zip(records.iter()) {
+                    one(r.kind, r.op, r.key.as_deref(), lsn, r.encoded_len());
+                }
+            }
+            Input::Replicated(records) => {
+                for r in records.iter() {
+                    one(r.kind, r.op, r.key.as_deref(), r.lsn.get(), r.encoded_len());
+                }
+            }
+        }
+    }
+
     fn frame_len(&self) -> usize {
         let records: usize = match self {
             Input::New(r) => r.iter().map(NewRecord::encoded_len).sum(),
@@ -307,12 +331,8 @@ impl Inner {
             self.poison("write", &active.path, &e);
             return Err(Error::io(&active.path, e));
         }
-        let keyed = match &input {
-            Input::New(records) => records.iter().filter(|r| r.op != crate::Op::Event).count(),
-            Input::Replicated(records) => {
-                records.iter().filter(|r| r.op != crate::Op::Event).count()
-            }
-        } as u64;
+        let mut keyed = 0u64;
+        input.for_each_keyed(first, |_, _, _, _| keyed += 1);
         active.note_frame(offset, offset + frame_len, first, last, count as u64, keyed);
         w.write_offset += frame_len;
         w.next_lsn = last + 1;
@@ -334,26 +354,9 @@ impl Inner {
         // kind, op, key, LSN and length, so there is no need to parse it back).
         if keyed > 0 {
             let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let mut observe = |kind: crate::Kind, op, key: Option<&str>, lsn, len: usize| {
-                if let (crate::Op::Put | crate::Op::Delete, Some(key), Some(code)) =
-                    (op, key, kind.code())
-                {
-                    keys.observe(code, key, lsn, len as u64);
-                }
-            };
-            match &input {
-                Input::New(records) => {
-                    for (lsn, r) in (first..).zip(records.iter()) {
-                        observe(r.kind, r.op, r.key.as_deref(), lsn, r.encoded_len());
-                    }
-                }
-                Input::Replicated(records) => {
-                    for r in records.iter() {
-                        let len = r.encoded_len();
-                        observe(r.kind, r.op, r.key.as_deref(), r.lsn.get(), len);
-                    }
-                }
-            }
+            input.for_each_keyed(first, |code, key, lsn, len| {
+                keys.observe(code, key, lsn, len as u64);
+            });
         }
         w.buf = buf;
 
