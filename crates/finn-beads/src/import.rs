@@ -150,16 +150,21 @@ impl Store {
     ) -> Result<ImportReport, Error> {
         let input: Input = Arc::new(input);
         let limits = &self.options().limits;
-        let mut merger = Merger::default();
+        // Parsed into this transaction, or before it (see the module docs).
+        let merge_into = |tx: &mut Tx<'_>, parsed: Option<Vec<Vec<ParsedLine>>>| {
+            let mut merger = Merger::default();
+            match parsed {
+                Some(pieces) => pieces.into_iter().for_each(|l| merger.merge(tx, l)),
+                None => parse_input(&input, path, limits, CUTTING, |l| merger.merge(tx, l))?,
+            }
+            Ok::<_, Error>(merger.finish(tx))
+        };
         if options.dry_run {
             self.refresh()?;
             let now = self.now();
             let mut report = self.read(|state| {
                 let mut tx = Tx::new(state, limits, &self.options().id_prefix, now);
-                parse_input(&input, path, limits, CUTTING, |lines| {
-                    merger.merge(&mut tx, lines)
-                })?;
-                Ok::<_, Error>(merger.finish(&tx))
+                merge_into(&mut tx, None)
             })?;
             report.dry_run = true;
             return Ok(report);
@@ -172,23 +177,16 @@ impl Store {
             max_records: IMPORT_CHUNK,
             max_bytes: usize::try_from(self.options().wal.segment_size / 4).unwrap_or(usize::MAX),
         };
-        if self.options().sharing == Sharing::MultiProcess {
+        let parsed = if self.options().sharing == Sharing::MultiProcess {
             let mut pieces = Vec::new();
             parse_input(&input, path, limits, CUTTING, |lines| pieces.push(lines))?;
-            return self.transact_with(Some(split), |tx| {
-                tx.set_input(Arc::clone(&input));
-                for lines in pieces {
-                    merger.merge(tx, lines);
-                }
-                Ok(merger.finish(tx))
-            });
-        }
+            Some(pieces)
+        } else {
+            None
+        };
         self.transact_with(Some(split), |tx| {
             tx.set_input(Arc::clone(&input));
-            parse_input(&input, path, limits, CUTTING, |lines| {
-                merger.merge(tx, lines)
-            })?;
-            Ok(merger.finish(tx))
+            merge_into(tx, parsed)
         })
     }
 }

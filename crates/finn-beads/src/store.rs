@@ -426,9 +426,9 @@ fn commit_overlapped(
     }
 }
 
-/// Appends the records of `outbox` as atomic batches within `split`, without a sync; stops at the first
-/// failure. Returns the LSNs of the records appended (a prefix) and the failure. Each batch is
-/// encoded just before it is appended, so only one batch of payloads is held at a time.
+/// Appends the records of `outbox` as atomic batches within `split`, without a sync; stops at
+/// the first failure. Returns the LSNs of the records appended (a prefix) and the failure. Each
+/// batch is encoded just before it is appended, so only one batch of payloads is held at a time.
 fn append_batches(
     wal: &Wal,
     mut outbox: Outbox,
